@@ -1,0 +1,191 @@
+//! `backstop replay`: a transcript through the engine, nudges out, on the transcript's clock.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use jiff::Timestamp;
+use owo_colors::{OwoColorize, Stream, Style};
+use serde::Serialize;
+
+use backstop::engine::{Category, DueSource, Nudge, NudgeKind};
+use backstop::replay::Replay;
+use backstop::transcript::parse_line;
+
+use super::SourceArgs;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Transcript in JSON Lines, or - for standard input.
+    file: PathBuf,
+    /// One JSON object per nudge on stdout (the summary goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Fire reminders due up to this time at the end (RFC 3339). Default: the last message's time.
+    #[arg(long, value_name = "RFC3339")]
+    until: Option<Timestamp>,
+    /// Report and count invalid lines instead of stopping at the first.
+    #[arg(long)]
+    skip_invalid: bool,
+    #[command(flatten)]
+    sources: SourceArgs,
+}
+
+/// A nudge as printed by `--json`.
+#[derive(Serialize)]
+struct Line<'a> {
+    kind: NudgeKind,
+    category: Option<Category>,
+    conversation: &'a str,
+    line: u64,
+    at: String,
+    agent: Option<&'a str>,
+    customer: Option<&'a str>,
+    rule: &'a str,
+    evidence: &'a str,
+    due: Option<String>,
+    due_from: Option<&'a str>,
+    title: &'a str,
+    text: &'a str,
+    phrases: &'a [String],
+}
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let engine = args.sources.sources().engine()?;
+    let started = Instant::now();
+    let (input, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file = File::open(&args.file).with_context(|| format!("cannot open {}", args.file.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), size)
+    };
+    let progress = match size {
+        Some(len) if len > 4 << 20 && io::stderr().is_terminal() => {
+            let bar = ProgressBar::new(len);
+            bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}").expect("valid template"));
+            Some(bar)
+        }
+        _ => None,
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut replay = Replay::new(&engine);
+    let mut counts: BTreeMap<NudgeKind, usize> = BTreeMap::new();
+    let (mut messages, mut invalid) = (0u64, 0u64);
+    let mut reader = BufReader::new(input);
+    let mut buf = String::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let read = reader.read_line(&mut buf).with_context(|| format!("reading {}", args.file.display()))?;
+        if read == 0 {
+            break;
+        }
+        line_no += 1;
+        if let Some(bar) = &progress {
+            bar.inc(read as u64);
+        }
+        let record = match parse_line(line_no, &buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) if args.skip_invalid => {
+                invalid += 1;
+                eprintln!("skipped {e}");
+                continue;
+            }
+            Err(e) => {
+                out.flush()?;
+                eprintln!("backstop: {}: {e}", args.file.display());
+                return Ok(ExitCode::from(2));
+            }
+        };
+        messages += 1;
+        for nudge in replay.feed(line_no, &record) {
+            emit(&mut out, &nudge, args.json, &mut counts)?;
+        }
+    }
+    for nudge in replay.finish(args.until) {
+        emit(&mut out, &nudge, args.json, &mut counts)?;
+    }
+    out.flush()?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let elapsed = started.elapsed();
+    let total: usize = counts.values().sum();
+    let mut summary = format!(
+        "{messages} messages, {total} nudges in {:.2}s ({:.0} messages/s)",
+        elapsed.as_secs_f64(),
+        messages as f64 / elapsed.as_secs_f64().max(1e-9)
+    );
+    if invalid > 0 {
+        summary.push_str(&format!(", {invalid} invalid lines skipped"));
+    }
+    let by_kind: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    if !by_kind.is_empty() {
+        summary.push_str(&format!("\n  {}", by_kind.join(", ")));
+    }
+    if args.json {
+        eprintln!("{summary}");
+    } else {
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit(out: &mut impl Write, nudge: &Nudge, json: bool, counts: &mut BTreeMap<NudgeKind, usize>) -> anyhow::Result<()> {
+    *counts.entry(nudge.kind).or_default() += 1;
+    if json {
+        let line = Line {
+            kind: nudge.kind,
+            category: nudge.category,
+            conversation: nudge.conversation.as_str(),
+            line: nudge.source.0,
+            at: nudge.at.to_string(),
+            agent: nudge.agent.as_ref().map(|a| a.as_str()),
+            customer: nudge.customer.as_ref().map(|c| c.as_str()),
+            rule: &nudge.rule,
+            evidence: &nudge.evidence,
+            due: nudge.due.as_ref().map(|d| d.at.to_string()),
+            due_from: nudge.due.as_ref().map(|d| match &d.source {
+                DueSource::Stated(words) => words.as_str(),
+                DueSource::Default => "default",
+            }),
+            title: &nudge.title,
+            text: &nudge.text,
+            phrases: &nudge.phrases,
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let style = match nudge.kind {
+        NudgeKind::PriorFailure => Style::new().yellow(),
+        NudgeKind::ExplainBeforeApology => Style::new().red(),
+        NudgeKind::FollowUpPromised | NudgeKind::FollowUpNoTimeframe => Style::new().cyan(),
+        NudgeKind::FollowUpReminder => Style::new().magenta(),
+        NudgeKind::FollowUpOverdue => Style::new().bright_red().bold(),
+    };
+    let what = match nudge.category {
+        Some(c) => format!("{}/{c}", nudge.kind),
+        None => nudge.kind.to_string(),
+    };
+    let when = nudge.at.strftime("%m-%d %H:%M");
+    let agent = nudge.agent.as_ref().map_or("(no agent yet)", |a| a.as_str());
+    let due = nudge.due.as_ref().map(|d| format!("  due {}", d.at.strftime("%m-%d %H:%M"))).unwrap_or_default();
+    writeln!(
+        out,
+        "{when}  {:<40} {} → {agent}  \"{}\"{due}  {}",
+        what.if_supports_color(Stream::Stdout, |t| t.style(style)),
+        nudge.conversation,
+        nudge.evidence,
+        format!("[{} · line {}]", nudge.rule, nudge.source.0).if_supports_color(Stream::Stdout, |t| t.dimmed()),
+    )?;
+    Ok(())
+}

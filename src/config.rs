@@ -1,0 +1,142 @@
+//! Loading rules, prompts and settings from disk — or the defaults built into the binary — and
+//! checking them.
+//!
+//! Layout of a config folder: `rules.toml` and/or `rules/*.toml` (read in name order), and an
+//! optional `engine.toml`. A prompts folder holds `nudges.toml` and `phrases.toml`.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::engine::{Engine, Problem, Problems, Prompts, RuleSet, Settings};
+
+/// Why loading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path} has no rules: add rules.toml or a rules/ folder of .toml files")]
+    NoRules { path: PathBuf },
+    #[error("{0}")]
+    Invalid(Problems),
+}
+
+/// Where rules, settings and prompts come from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// A config folder; `None` uses `./config` when it exists, else the built-in defaults.
+    pub config: Option<PathBuf>,
+    /// A prompts folder; `None` uses `./prompts` when it exists, else the built-in defaults.
+    pub prompts: Option<PathBuf>,
+}
+
+/// Files as `(name for messages, contents)`.
+type Files = Vec<(String, String)>;
+
+const BUILT_IN_RULES: &str = include_str!("../config/rules.toml");
+const BUILT_IN_ENGINE: &str = include_str!("../config/engine.toml");
+const BUILT_IN_NUDGES: &str = include_str!("../prompts/nudges.toml");
+const BUILT_IN_PHRASES: &str = include_str!("../prompts/phrases.toml");
+
+impl Sources {
+    /// The folders these sources resolve to, `None` meaning the built-in defaults.
+    pub fn resolved(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        let pick = |given: &Option<PathBuf>, default: &str, marker: &str| {
+            given.clone().or_else(|| {
+                let dir = PathBuf::from(default);
+                (dir.join(marker).exists() || dir.join("rules").is_dir()).then_some(dir)
+            })
+        };
+        (pick(&self.config, "config", "rules.toml"), pick(&self.prompts, "prompts", "nudges.toml"))
+    }
+
+    fn read(&self) -> Result<(Files, (String, String), (String, String), (String, String)), LoadError> {
+        let (config, prompts) = self.resolved();
+        let (rules, engine) = match &config {
+            None => (
+                vec![("(built-in) config/rules.toml".to_string(), BUILT_IN_RULES.to_string())],
+                ("(built-in) config/engine.toml".to_string(), BUILT_IN_ENGINE.to_string()),
+            ),
+            Some(dir) => {
+                let mut rules = Vec::new();
+                let single = dir.join("rules.toml");
+                if single.exists() {
+                    rules.push(read(&single)?);
+                }
+                let folder = dir.join("rules");
+                if folder.is_dir() {
+                    let mut paths: Vec<PathBuf> = fs::read_dir(&folder)
+                        .map_err(|source| LoadError::Read { path: folder.clone(), source })?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect();
+                    paths.sort();
+                    for p in paths {
+                        rules.push(read(&p)?);
+                    }
+                }
+                if rules.is_empty() {
+                    return Err(LoadError::NoRules { path: dir.clone() });
+                }
+                let engine_path = dir.join("engine.toml");
+                let engine = if engine_path.exists() { read(&engine_path)? } else { (engine_path.display().to_string(), String::new()) };
+                (rules, engine)
+            }
+        };
+        let (nudges, phrases) = match &prompts {
+            None => (
+                ("(built-in) prompts/nudges.toml".to_string(), BUILT_IN_NUDGES.to_string()),
+                ("(built-in) prompts/phrases.toml".to_string(), BUILT_IN_PHRASES.to_string()),
+            ),
+            Some(dir) => (read(&dir.join("nudges.toml"))?, read(&dir.join("phrases.toml"))?),
+        };
+        Ok((rules, engine, nudges, phrases))
+    }
+
+    /// Loads and compiles everything into an engine; any problem stops the load.
+    pub fn engine(&self) -> Result<Engine, LoadError> {
+        let (rules, engine, nudges, phrases) = self.read()?;
+        let mut problems = Vec::new();
+        let rules = RuleSet::parse(&rules).map_err(|p| problems.extend(p.0)).ok();
+        let settings = Settings::parse(&engine.0, &engine.1).map_err(|p| problems.extend(p.0)).ok();
+        let prompts = Prompts::parse((&nudges.0, &nudges.1), (&phrases.0, &phrases.1)).map_err(|p| problems.extend(p.0)).ok();
+        match (rules, prompts, settings) {
+            (Some(r), Some(p), Some(s)) => Ok(Engine::new(r, p, s)),
+            _ => Err(LoadError::Invalid(Problems(problems))),
+        }
+    }
+
+    /// Loads the prompts alone (for the phrase library).
+    pub fn prompts(&self) -> Result<Prompts, LoadError> {
+        let (_, _, nudges, phrases) = self.read()?;
+        Prompts::parse((&nudges.0, &nudges.1), (&phrases.0, &phrases.1)).map_err(LoadError::Invalid)
+    }
+
+    /// Every problem in rules, settings and prompts, including rules whose own examples fail.
+    pub fn check(&self) -> Result<Report, LoadError> {
+        let engine = match self.engine() {
+            Ok(e) => e,
+            Err(LoadError::Invalid(p)) => return Ok(Report { problems: p.0, rules: 0, situations: 0 }),
+            Err(e) => return Err(e),
+        };
+        Ok(Report {
+            problems: engine.rules().self_test(),
+            rules: engine.rules().rules().len(),
+            situations: engine.prompts().situations().len(),
+        })
+    }
+}
+
+/// What `check` found.
+#[derive(Debug)]
+pub struct Report {
+    pub problems: Vec<Problem>,
+    pub rules: usize,
+    pub situations: usize,
+}
+
+fn read(path: &Path) -> Result<(String, String), LoadError> {
+    fs::read_to_string(path)
+        .map(|text| (path.display().to_string(), text))
+        .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })
+}

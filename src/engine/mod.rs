@@ -1,0 +1,554 @@
+//! The coaching engine: messages in, nudges out, state per conversation.
+//!
+//! Pure by design: no Discord, no async runtime, no files, no clock. Time is whatever the caller
+//! passes in, so the live bot, `backstop replay` and the tests get the same nudges from the same
+//! messages. State lives in a [`DashMap`] so many tasks can feed one engine at once; the reminder
+//! schedule is a time-ordered set, so finding what is due never walks every promise.
+//!
+//! Lock order, to stay deadlock-free: a conversation's map entry first, then the schedule; never
+//! the other way round.
+
+mod model;
+mod problem;
+mod prompts;
+mod rules;
+mod settings;
+mod state;
+mod text;
+mod timeframe;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dashmap::DashMap;
+use jiff::Timestamp;
+
+pub use model::{Category, ConversationId, Due, DueSource, Message, MessageRef, Nudge, NudgeKind, Role, UserId};
+pub use problem::{Problem, Problems};
+pub use prompts::{Prompts, Situation, Template, Values};
+pub use rules::{Hit, Rule, RuleKind, RuleSet};
+pub use settings::Settings;
+pub use text::Prepared;
+pub use timeframe::{Schedule, Timeframe};
+
+use state::{Conversation, Deadline, Promise, Stage, COOLED};
+
+/// Longest excerpt of a message carried in a nudge.
+const QUOTE_CHARS: usize = 160;
+
+/// The coaching engine. Share it behind an `Arc`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Engine {
+    rules: RuleSet,
+    prompts: Prompts,
+    settings: Settings,
+    conversations: DashMap<ConversationId, Conversation>,
+    schedule: Mutex<BTreeSet<Deadline>>,
+    next_promise: AtomicU64,
+}
+
+/// An open promise, as shown to agents and leads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenPromise {
+    pub conversation: ConversationId,
+    pub agent: UserId,
+    pub source: MessageRef,
+    pub made_at: Timestamp,
+    pub due: Due,
+    pub evidence: String,
+    pub overdue: bool,
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet, prompts: Prompts, settings: Settings) -> Engine {
+        Engine {
+            rules,
+            prompts,
+            settings,
+            conversations: DashMap::new(),
+            schedule: Mutex::new(BTreeSet::new()),
+            next_promise: AtomicU64::new(1),
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    pub fn prompts(&self) -> &Prompts {
+        &self.prompts
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// How many conversations are remembered right now.
+    pub fn conversations(&self) -> usize {
+        self.conversations.len()
+    }
+
+    /// Reads one message and returns the nudges it causes.
+    pub fn observe(&self, msg: &Message<'_>) -> Vec<Nudge> {
+        let text = Prepared::new(msg.text);
+        let hits = self.rules.scan(msg.role, &text);
+        let mut conv = match self.conversations.get_mut(msg.conversation) {
+            Some(c) => c,
+            None => self
+                .conversations
+                .entry(ConversationId::new(msg.conversation))
+                .or_insert_with(|| Conversation::new(msg.at)),
+        };
+        let id = conv.key().clone();
+        let conv = conv.value_mut();
+        conv.last_message = conv.last_message.max(msg.at);
+        let mut out = Vec::new();
+        match msg.role {
+            Role::Customer => self.customer_message(&id, conv, msg, &text, &hits, &mut out),
+            Role::Agent => self.agent_message(&id, conv, msg, &text, &hits, &mut out),
+        }
+        out
+    }
+
+    fn customer_message(
+        &self,
+        id: &ConversationId,
+        conv: &mut Conversation,
+        msg: &Message<'_>,
+        text: &Prepared<'_>,
+        hits: &[Hit],
+        out: &mut Vec<Nudge>,
+    ) {
+        if conv.last_customer.as_ref().map(UserId::as_str) != Some(msg.author) {
+            conv.last_customer = Some(UserId::new(msg.author));
+        }
+        let of = |kind: RuleKind| hits.iter().find(|h| self.rules.rule(h.rule).kind == kind);
+        conv.reason_requested = of(RuleKind::ReasonRequest).is_some();
+        let cue = of(RuleKind::PriorFailure);
+        if cue.is_some() || of(RuleKind::Complaint).is_some() {
+            conv.problem_open = true;
+        }
+        let Some(cue) = cue else { return };
+        let rule = self.rules.rule(cue.rule);
+        let evidence = text.original(cue.span.clone());
+        if let Some(promise) = conv.promise.as_deref_mut() {
+            if chases_promise(rule.category, text, cue) {
+                // The customer is already chasing the promised follow-up: that is the overdue
+                // story arriving early, not a separate failure to coach on.
+                if !promise.overdue {
+                    self.unschedule(id, promise);
+                    promise.overdue = true;
+                    promise.reminded = true;
+                    out.push(self.promise_nudge(NudgeKind::FollowUpOverdue, id, promise, msg.at, Some(evidence)));
+                }
+                return;
+            }
+        }
+        if !self.cooled(conv, NudgeKind::PriorFailure, msg.at) {
+            return;
+        }
+        let nudge = self.render(Draft {
+            kind: NudgeKind::PriorFailure,
+            category: rule.category,
+            conversation: id,
+            agent: conv.last_agent.clone(),
+            customer: conv.last_customer.clone(),
+            rule: &rule.id,
+            evidence,
+            quote: &excerpt(msg.text),
+            at: msg.at,
+            due: None,
+            source: msg.source,
+        });
+        if nudge.agent.is_none() {
+            conv.unclaimed = Some(Box::new(nudge.clone()));
+        }
+        out.push(nudge);
+    }
+
+    fn agent_message(
+        &self,
+        id: &ConversationId,
+        conv: &mut Conversation,
+        msg: &Message<'_>,
+        text: &Prepared<'_>,
+        hits: &[Hit],
+        out: &mut Vec<Nudge>,
+    ) {
+        if let Some(promise) = conv.promise.as_deref() {
+            if msg.at >= add(promise.made_at, self.settings.min_gap) {
+                self.unschedule(id, promise);
+                conv.promise = None;
+            }
+        }
+        if conv.last_agent.as_ref().map(UserId::as_str) != Some(msg.author) {
+            conv.last_agent = Some(UserId::new(msg.author));
+        }
+        conv.unclaimed = None;
+
+        let first = |kind: RuleKind| hits.iter().find(|h| self.rules.rule(h.rule).kind == kind);
+        let apology = first(RuleKind::Apology);
+        let explanation = first(RuleKind::Explanation);
+        let eraser = apology.and_then(|a| {
+            hits.iter()
+                .find(|h| self.rules.rule(h.rule).kind == RuleKind::ApologyEraser && h.span.start >= a.span.start)
+        });
+        let excused = match (explanation, apology) {
+            (Some(e), None) => Some((e, Category::InsteadOfApology)),
+            (Some(e), Some(a)) if e.span.start < a.span.start => Some((e, Category::BeforeApology)),
+            _ => eraser.map(|e| (e, Category::ApologyErased)),
+        };
+        let asked_after_apology = conv.reason_requested && conv.apologized;
+        if let Some((hit, category)) = excused {
+            if conv.problem_open && !asked_after_apology && self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at) {
+                out.push(self.render(Draft {
+                    kind: NudgeKind::ExplainBeforeApology,
+                    category: Some(category),
+                    conversation: id,
+                    agent: conv.last_agent.clone(),
+                    customer: conv.last_customer.clone(),
+                    rule: &self.rules.rule(hit.rule).id,
+                    evidence: text.original(hit.span.clone()),
+                    quote: &excerpt(msg.text),
+                    at: msg.at,
+                    due: None,
+                    source: msg.source,
+                }));
+            }
+        }
+        if apology.is_some() && eraser.is_none() {
+            conv.problem_open = false;
+            conv.apologized = true;
+        }
+        if let Some(hit) = first(RuleKind::FollowUp) {
+            self.promise_made(id, conv, msg, text, hit, out);
+        }
+    }
+
+    fn promise_made(
+        &self,
+        id: &ConversationId,
+        conv: &mut Conversation,
+        msg: &Message<'_>,
+        text: &Prepared<'_>,
+        hit: &Hit,
+        out: &mut Vec<Nudge>,
+    ) {
+        let sentence = text.sentence(hit.span.start);
+        let timeframe = Timeframe::parse(&text.scan()[sentence.span]);
+        let due = match &timeframe {
+            Some(tf) => Due {
+                at: tf.resolve(msg.at, &self.settings.schedule),
+                source: DueSource::Stated(tf.words.clone()),
+            },
+            None => Due {
+                at: add(msg.at, self.settings.default_due),
+                source: DueSource::Default,
+            },
+        };
+        let agent = conv.last_agent.clone().unwrap_or_else(|| UserId::new(msg.author));
+        let cooled = self.cooled(conv, NudgeKind::FollowUpPromised, msg.at);
+        if let Some(open) = conv.promise.as_deref_mut().filter(|_| !cooled) {
+            // A second promise moments after the first restates it: keep one promise, newest time.
+            self.unschedule(id, open);
+            open.due = due;
+            open.reminded = false;
+            open.overdue = false;
+            self.schedule_next(id, open);
+            return;
+        }
+        if let Some(old) = conv.promise.take() {
+            self.unschedule(id, &old);
+        }
+        let rule = self.rules.rule(hit.rule);
+        let promise = Promise {
+            id: self.next_promise.fetch_add(1, Ordering::Relaxed),
+            agent,
+            customer: conv.last_customer.clone(),
+            rule: rule.id.clone(),
+            source: msg.source,
+            made_at: msg.at,
+            due,
+            evidence: text.original(hit.span.clone()).to_string(),
+            quote: excerpt(msg.text),
+            reminded: false,
+            overdue: false,
+        };
+        self.schedule_next(id, &promise);
+        if cooled {
+            out.push(self.promise_nudge(NudgeKind::FollowUpPromised, id, &promise, msg.at, None));
+            if timeframe.is_none() {
+                out.push(self.promise_nudge(NudgeKind::FollowUpNoTimeframe, id, &promise, msg.at, None));
+            }
+        }
+        conv.promise = Some(Box::new(promise));
+    }
+
+    /// Hands a customer cue that arrived before any agent spoke to the first agent who turns up.
+    ///
+    /// Adapters call this when an agent starts typing in the conversation, and before
+    /// [`Engine::observe`] for an agent's message (which clears what is left unclaimed). Returns the
+    /// cue's nudge addressed to `agent`, once.
+    pub fn claim(&self, conversation: &str, agent: &str, at: Timestamp) -> Option<Nudge> {
+        let mut conv = self.conversations.get_mut(conversation)?;
+        let mut nudge = *conv.unclaimed.take()?;
+        nudge.agent = Some(UserId::new(agent));
+        nudge.at = nudge.at.max(at);
+        Some(nudge)
+    }
+
+    /// Marks a conversation's open promise as kept (the agent pressed Done). Returns whether there
+    /// was one.
+    pub fn promise_kept(&self, conversation: &str) -> bool {
+        let Some(mut conv) = self.conversations.get_mut(conversation) else { return false };
+        let id = conv.key().clone();
+        match conv.promise.take() {
+            Some(p) => {
+                self.unschedule(&id, &p);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every open promise, soonest due first.
+    pub fn open_promises(&self) -> Vec<OpenPromise> {
+        let mut all: Vec<OpenPromise> = self
+            .conversations
+            .iter()
+            .filter_map(|entry| {
+                let p = entry.promise.as_deref()?;
+                Some(OpenPromise {
+                    conversation: entry.key().clone(),
+                    agent: p.agent.clone(),
+                    source: p.source,
+                    made_at: p.made_at,
+                    due: p.due.clone(),
+                    evidence: p.evidence.clone(),
+                    overdue: p.overdue,
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| a.due.at.cmp(&b.due.at).then_with(|| a.conversation.cmp(&b.conversation)));
+        all
+    }
+
+    /// When the next reminder falls due, so a scheduler can sleep until then.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.schedule().first().map(|d| d.at)
+    }
+
+    /// Fires every reminder and overdue notice due at or before `now`, in time order.
+    pub fn fire_due(&self, now: Timestamp) -> Vec<Nudge> {
+        let mut out = Vec::new();
+        loop {
+            let deadline = {
+                let mut schedule = self.schedule();
+                match schedule.first() {
+                    Some(d) if d.at <= now => schedule.pop_first(),
+                    _ => None,
+                }
+            };
+            let Some(deadline) = deadline else { break };
+            let Some(mut conv) = self.conversations.get_mut(&deadline.conversation) else { continue };
+            let Some(promise) = conv.promise.as_deref_mut().filter(|p| p.id == deadline.promise) else { continue };
+            match deadline.stage {
+                Stage::Reminder if !promise.reminded && !promise.overdue => {
+                    promise.reminded = true;
+                    out.push(self.promise_nudge(NudgeKind::FollowUpReminder, &deadline.conversation, promise, deadline.at, None));
+                    self.schedule_next(&deadline.conversation, promise);
+                }
+                Stage::Overdue if !promise.overdue => {
+                    promise.overdue = true;
+                    out.push(self.promise_nudge(NudgeKind::FollowUpOverdue, &deadline.conversation, promise, deadline.at, None));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Forgets conversations idle for longer than `forget_idle_after` with nothing left to do, so
+    /// memory stays bounded however long the bot runs. Returns how many were forgotten.
+    ///
+    /// A promise keeps its conversation alive until it has been overdue for that long too; durable
+    /// storage, not memory, is where lapsed promises are kept for the team.
+    pub fn forget_idle(&self, now: Timestamp) -> usize {
+        let idle = self.settings.forget_idle_after;
+        let before = self.conversations.len();
+        self.conversations.retain(|_, c| {
+            let recent = now < add(c.last_message, idle);
+            let promise_alive = c.promise.as_deref().is_some_and(|p| !p.overdue || now < add(p.due.at, idle));
+            recent || promise_alive
+        });
+        before - self.conversations.len()
+    }
+
+    fn schedule(&self) -> MutexGuard<'_, BTreeSet<Deadline>> {
+        // The schedule holds plain data; a panic elsewhere cannot leave it half-updated.
+        self.schedule.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next reminder stage a promise is waiting for, if any.
+    fn pending(&self, id: &ConversationId, promise: &Promise) -> Option<Deadline> {
+        let (at, stage) = if !promise.reminded && !promise.overdue {
+            let remind_at = promise.due.at.checked_sub(self.settings.reminder_lead).unwrap_or(promise.due.at);
+            // A promise due sooner than the lead gets no heads-up, only the overdue notice.
+            if remind_at > promise.made_at {
+                (remind_at, Stage::Reminder)
+            } else {
+                (promise.due.at, Stage::Overdue)
+            }
+        } else if !promise.overdue {
+            (promise.due.at, Stage::Overdue)
+        } else {
+            return None;
+        };
+        Some(Deadline { at, conversation: id.clone(), promise: promise.id, stage })
+    }
+
+    fn schedule_next(&self, id: &ConversationId, promise: &Promise) {
+        if let Some(d) = self.pending(id, promise) {
+            self.schedule().insert(d);
+        }
+    }
+
+    fn unschedule(&self, id: &ConversationId, promise: &Promise) {
+        if let Some(d) = self.pending(id, promise) {
+            self.schedule().remove(&d);
+        }
+    }
+
+    /// True (and recorded) when `kind` may fire now: it has not fired in this conversation within
+    /// the cooldown.
+    fn cooled(&self, conv: &mut Conversation, kind: NudgeKind, at: Timestamp) -> bool {
+        let Some(slot) = COOLED.iter().position(|k| *k == kind) else { return true };
+        if conv.last_fired[slot].is_some_and(|last| at < add(last, self.settings.cooldown)) {
+            return false;
+        }
+        conv.last_fired[slot] = Some(at);
+        true
+    }
+
+    fn promise_nudge(&self, kind: NudgeKind, id: &ConversationId, p: &Promise, at: Timestamp, evidence: Option<&str>) -> Nudge {
+        self.render(Draft {
+            kind,
+            category: None,
+            conversation: id,
+            agent: Some(p.agent.clone()),
+            customer: p.customer.clone(),
+            rule: &p.rule,
+            evidence: evidence.unwrap_or(&p.evidence),
+            quote: &p.quote,
+            at,
+            due: Some(p.due.clone()),
+            source: p.source,
+        })
+    }
+
+    fn render(&self, d: Draft<'_>) -> Nudge {
+        let template = self.prompts.template(d.kind, d.category);
+        let phrases: Vec<String> = self
+            .prompts
+            .situation(&template.situation)
+            .map(|s| s.phrases.iter().take(self.settings.phrases_per_nudge).cloned().collect())
+            .unwrap_or_default();
+        let bullets: String = phrases.iter().map(|p| format!("• {p}\n")).collect();
+        let due = d.due.as_ref().map(|due| format_due(due.at, &self.settings.schedule)).unwrap_or_default();
+        let values = Values {
+            evidence: d.evidence,
+            quote: d.quote,
+            customer: d.customer.as_ref().map_or("the customer", UserId::as_str),
+            agent: d.agent.as_ref().map_or("", UserId::as_str),
+            due: &due,
+            category: d.category.map_or("", Category::label),
+            phrases: bullets.trim_end(),
+        };
+        let title = template.title.render(&values);
+        let text = template.text.render(&values);
+        Nudge {
+            kind: d.kind,
+            category: d.category,
+            conversation: d.conversation.clone(),
+            agent: d.agent,
+            customer: d.customer,
+            rule: d.rule.clone(),
+            evidence: d.evidence.to_string(),
+            quote: d.quote.to_string(),
+            at: d.at,
+            due: d.due,
+            source: d.source,
+            title,
+            text,
+            phrases,
+        }
+    }
+}
+
+/// Everything a nudge is made of before its text is rendered.
+struct Draft<'a> {
+    kind: NudgeKind,
+    category: Option<Category>,
+    conversation: &'a ConversationId,
+    agent: Option<UserId>,
+    customer: Option<UserId>,
+    rule: &'a Arc<str>,
+    evidence: &'a str,
+    quote: &'a str,
+    at: Timestamp,
+    due: Option<Due>,
+    source: MessageRef,
+}
+
+/// Whether a customer cue is about the open promise itself ("you said you'd call me back",
+/// "still waiting for your email") rather than about the order.
+fn chases_promise(category: Option<Category>, text: &Prepared<'_>, cue: &Hit) -> bool {
+    match category {
+        Some(Category::MissedCallback) => true,
+        Some(Category::StillWaiting | Category::NotReceived) => {
+            let sentence = &text.scan()[text.sentence(cue.span.start).span];
+            CONTACT_WORDS.is_match(sentence)
+        }
+        _ => false,
+    }
+}
+
+static CONTACT_WORDS: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+    regex::bytes::RegexBuilder::new(r"\b(?:call|ring|phone|e-?mail|mail|reply|response|answer|update|message|msg|text|word|news|hear(?:d)?|get(?:ting)? back|got back|contact)\b")
+        .case_insensitive(true)
+        .unicode(false)
+        .build()
+        .expect("built-in pattern")
+});
+
+fn add(t: Timestamp, d: jiff::SignedDuration) -> Timestamp {
+    t.checked_add(d).unwrap_or(t)
+}
+
+/// A due time as agents read it: local to the conversation's zone.
+pub fn format_due(at: Timestamp, schedule: &Schedule) -> String {
+    at.to_zoned(schedule.time_zone.clone()).strftime("%a %-d %b %H:%M %Z").to_string()
+}
+
+/// A one-line excerpt of a message, cut at a character boundary.
+pub fn excerpt(text: &str) -> String {
+    let mut out = String::new();
+    for (n, word) in text.split_whitespace().enumerate() {
+        if out.chars().count() + word.chars().count() + 1 > QUOTE_CHARS {
+            out.push('…');
+            break;
+        }
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.chars().count() > QUOTE_CHARS + 1 {
+        out = out.chars().take(QUOTE_CHARS).collect::<String>() + "…";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

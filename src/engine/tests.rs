@@ -1,0 +1,375 @@
+//! Engine behaviour with a small fixed rule book, so these tests pin down the state machine
+//! (cooldowns, promises, reminders, apology order) independently of how the shipped rules evolve.
+
+use super::*;
+
+const RULES: &str = r#"
+[[rule]]
+id = "nr"
+kind = "prior_failure"
+category = "not_received"
+patterns = ['''\bhave(?:n'?t| not) (?:yet )?received\b''']
+[[rule]]
+id = "cb"
+kind = "prior_failure"
+category = "missed_callback"
+patterns = ['''\b(?:you|u) said (?:you|u)'?d call\b''', '''\bsupposed to call me back\b''']
+[[rule]]
+id = "sw"
+kind = "prior_failure"
+category = "still_waiting"
+patterns = ['''\bstill waiting\b''']
+[[rule]]
+id = "broken"
+kind = "complaint"
+patterns = ['''\bbroken\b''']
+[[rule]]
+id = "why"
+kind = "reason_request"
+patterns = ['''\bwhy\b''']
+[[rule]]
+id = "sorry"
+kind = "apology"
+patterns = ['''\bsorry\b''', '''\bapologi[sz]e\b''']
+[[rule]]
+id = "courier"
+kind = "explanation"
+category = "third_party"
+patterns = ['''\bthe courier\b''']
+[[rule]]
+id = "notmine"
+kind = "apology_eraser"
+patterns = ['''\bbut (?:it'?s|that'?s) not (?:my|our) fault\b''']
+[[rule]]
+id = "callback"
+kind = "follow_up"
+patterns = ['''\b(?:i'?ll|i will) (?:call you|get back to you|email you)\b''']
+"#;
+
+const PHRASES: &str = r#"
+[[situation]]
+id = "s"
+title = "S"
+phrases = ["one", "two", "three", "four"]
+"#;
+
+fn engine_with(settings: Settings) -> Engine {
+    let rules = RuleSet::parse(&[("rules.toml".into(), RULES.into())]).unwrap();
+    let mut nudges = String::new();
+    for k in NudgeKind::ALL {
+        nudges.push_str(&format!("[{k}]\ntitle = \"{k}\"\ntext = \"{{evidence}}|{{due}}|{{phrases}}\"\nsituation = \"s\"\n"));
+    }
+    let prompts = Prompts::parse(("nudges.toml", &nudges), ("phrases.toml", PHRASES)).unwrap();
+    Engine::new(rules, prompts, settings)
+}
+
+fn engine() -> Engine {
+    engine_with(Settings::default())
+}
+
+/// Monday 2026-11-23 at `hm` UTC.
+fn t(hm: &str) -> Timestamp {
+    format!("2026-11-23T{hm}:00Z").parse().unwrap()
+}
+
+struct Chat<'e> {
+    engine: &'e Engine,
+    line: u64,
+}
+
+impl Chat<'_> {
+    fn say(&mut self, conv: &str, who: &str, role: Role, text: &str, at: &str) -> Vec<Nudge> {
+        self.line += 1;
+        let at = t(at);
+        let mut out = self.engine.fire_due(at);
+        out.extend(self.engine.observe(&Message { conversation: conv, author: who, role, text, at, source: MessageRef(self.line) }));
+        out
+    }
+    fn customer(&mut self, text: &str, at: &str) -> Vec<NudgeKind> {
+        self.say("c1", "cust", Role::Customer, text, at).iter().map(|n| n.kind).collect()
+    }
+    fn agent(&mut self, text: &str, at: &str) -> Vec<NudgeKind> {
+        self.say("c1", "ana", Role::Agent, text, at).iter().map(|n| n.kind).collect()
+    }
+}
+
+fn chat(engine: &Engine) -> Chat<'_> {
+    Chat { engine, line: 0 }
+}
+
+use NudgeKind::*;
+
+#[test]
+fn prior_failure_nudges_the_last_agent_with_evidence_and_phrases() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("Hi, how can I help?", "10:00");
+    let n = c.say("c1", "cust", Role::Customer, "Hi. I haven’t received my refund", "10:01");
+    assert_eq!(n.len(), 1);
+    let n = &n[0];
+    assert_eq!((n.kind, n.category), (PriorFailure, Some(Category::NotReceived)));
+    assert_eq!(n.agent.as_ref().unwrap().as_str(), "ana");
+    assert_eq!(n.customer.as_ref().unwrap().as_str(), "cust");
+    assert_eq!(n.evidence, "haven’t received");
+    assert_eq!(&*n.rule, "nr");
+    assert_eq!(n.source, MessageRef(2));
+    assert_eq!(n.phrases, ["one", "two", "three"], "phrases_per_nudge defaults to 3");
+    assert_eq!(n.text, "haven’t received||• one\n• two\n• three");
+}
+
+#[test]
+fn the_first_cue_in_the_text_decides_the_category() {
+    let e = engine();
+    let n = chat(&e).say("c1", "cust", Role::Customer, "still waiting, and I haven't received it", "10:00");
+    assert_eq!(n[0].category, Some(Category::StillWaiting));
+}
+
+#[test]
+fn cue_before_any_agent_is_unaddressed_until_claimed_once() {
+    let e = engine();
+    let n = chat(&e).say("c1", "cust", Role::Customer, "I haven't received it", "10:00");
+    assert_eq!(n[0].agent, None);
+    let claimed = e.claim("c1", "ben", t("10:02")).unwrap();
+    assert_eq!(claimed.agent.unwrap().as_str(), "ben");
+    assert_eq!(claimed.at, t("10:02"));
+    assert_eq!(claimed.source, MessageRef(1));
+    assert!(e.claim("c1", "ana", t("10:03")).is_none(), "claimed once only");
+}
+
+#[test]
+fn an_agent_reply_clears_an_unclaimed_cue() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.customer("I haven't received it", "10:00");
+    c.agent("Hello!", "10:01");
+    assert!(e.claim("c1", "ana", t("10:02")).is_none());
+}
+
+#[test]
+fn cooldown_stops_repeats_of_a_kind_but_not_other_kinds() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("hi", "10:00");
+    assert_eq!(c.customer("I haven't received it", "10:01"), [PriorFailure]);
+    assert_eq!(c.customer("still waiting!!", "10:10"), []);
+    assert_eq!(c.agent("the courier has it", "10:11"), [ExplainBeforeApology]);
+    assert_eq!(c.customer("still waiting!!", "10:17"), [PriorFailure], "15 minutes later it may fire again");
+    assert_eq!(chat(&e).say("c2", "x", Role::Customer, "I haven't received it", "10:12").len(), 1, "per conversation");
+}
+
+#[test]
+fn explaining_first_instead_or_erasing() {
+    let e = engine();
+    let mut c = chat(&e);
+    let expect = |c: &mut Chat<'_>, conv: &str, agent_text: &str| {
+        c.say(conv, "cust", Role::Customer, "my thing is broken", "10:00");
+        c.say(conv, "ana", Role::Agent, agent_text, "10:01").into_iter().map(|n| n.category).collect::<Vec<_>>()
+    };
+    assert_eq!(expect(&mut c, "a", "The courier dropped it, sorry."), [Some(Category::BeforeApology)]);
+    assert_eq!(expect(&mut c, "b", "The courier dropped it."), [Some(Category::InsteadOfApology)]);
+    assert_eq!(expect(&mut c, "c", "Sorry about that, but it's not my fault."), [Some(Category::ApologyErased)]);
+    assert_eq!(expect(&mut c, "d", "I'm so sorry. The courier dropped it."), [], "apology first is fine");
+    assert_eq!(expect(&mut c, "e", "Did the courier leave a card?"), [], "a question is not an excuse");
+    assert_eq!(expect(&mut c, "f", "Let me check."), []);
+}
+
+#[test]
+fn explaining_needs_an_open_problem() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.customer("hello, where do I send returns?", "10:00");
+    assert_eq!(c.agent("The courier collects them from your door.", "10:01"), []);
+}
+
+#[test]
+fn an_apology_closes_the_problem_until_the_next_complaint() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.customer("it's broken", "10:00");
+    c.agent("I'm sorry to hear that.", "10:01");
+    assert_eq!(c.agent("The courier will collect it.", "10:02"), []);
+    c.customer("and the replacement is broken too", "10:30");
+    assert_eq!(c.agent("The courier must have dropped it.", "10:31"), [ExplainBeforeApology]);
+}
+
+#[test]
+fn an_erased_apology_does_not_close_the_problem() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.customer("it's broken", "10:00");
+    assert_eq!(c.agent("Sorry, but that's not our fault.", "10:01"), [ExplainBeforeApology]);
+    assert_eq!(c.agent("The courier did it.", "10:20"), [ExplainBeforeApology]);
+}
+
+#[test]
+fn explanations_the_customer_asked_for_after_an_apology_are_fine() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.customer("it's broken", "10:00");
+    c.agent("I'm so sorry.", "10:01");
+    c.customer("but why is it broken again??", "10:30");
+    assert_eq!(c.agent("The courier dropped the box in transit.", "10:31"), []);
+}
+
+#[test]
+fn promise_with_time_reminds_then_goes_overdue() {
+    let e = engine();
+    let mut c = chat(&e);
+    let n = c.say("c1", "ana", Role::Agent, "I'll call you back by 3pm", "14:00");
+    assert_eq!(n.iter().map(|n| n.kind).collect::<Vec<_>>(), [FollowUpPromised]);
+    let due = n[0].due.clone().unwrap();
+    assert_eq!(due.at, t("15:00"));
+    assert_eq!(due.source, DueSource::Stated("by 3pm".into()));
+    assert_eq!(e.next_due(), Some(t("14:45")));
+    assert!(e.fire_due(t("14:44")).is_empty());
+    let r = e.fire_due(t("14:45"));
+    assert_eq!((r.len(), r[0].kind, r[0].at, r[0].source), (1, FollowUpReminder, t("14:45"), MessageRef(1)));
+    assert_eq!(r[0].agent.as_ref().unwrap().as_str(), "ana");
+    let o = e.fire_due(t("18:00"));
+    assert_eq!((o.len(), o[0].kind, o[0].at), (1, FollowUpOverdue, t("15:00")));
+    assert!(e.fire_due(t("23:00")).is_empty(), "each fires once");
+    assert_eq!(e.next_due(), None);
+}
+
+#[test]
+fn promise_without_time_asks_for_one_and_uses_the_default() {
+    let e = engine();
+    let n = chat(&e).say("c1", "ana", Role::Agent, "I'll get back to you.", "10:00");
+    assert_eq!(n.iter().map(|n| n.kind).collect::<Vec<_>>(), [FollowUpPromised, FollowUpNoTimeframe]);
+    assert_eq!(n[0].due.as_ref().unwrap().at, "2026-11-24T10:00:00Z".parse().unwrap());
+    assert_eq!(n[0].due.as_ref().unwrap().source, DueSource::Default);
+}
+
+#[test]
+fn an_offer_is_not_a_promise() {
+    let e = engine();
+    assert!(chat(&e).say("c1", "ana", Role::Agent, "Shall I call you back?", "10:00").is_empty());
+}
+
+#[test]
+fn agent_activity_after_the_min_gap_keeps_the_promise() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("I'll call you back by 3pm", "14:00");
+    c.agent("Anything else I can help with?", "14:05");
+    assert_eq!(e.open_promises().len(), 1, "5 minutes later is the same exchange");
+    c.agent("Hi again, calling now", "14:30");
+    assert!(e.open_promises().is_empty());
+    assert!(e.fire_due(t("16:00")).is_empty());
+}
+
+#[test]
+fn activity_between_reminder_and_due_stops_the_overdue() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("I'll call you back by 3pm", "14:00");
+    assert_eq!(c.agent("ok calling you now", "14:50"), [FollowUpReminder]);
+    assert!(e.fire_due(t("16:00")).is_empty());
+}
+
+#[test]
+fn done_closes_the_promise() {
+    let e = engine();
+    chat(&e).agent("I'll call you back by 3pm", "14:00");
+    assert!(e.promise_kept("c1"));
+    assert!(!e.promise_kept("c1"));
+    assert!(e.fire_due(t("16:00")).is_empty());
+}
+
+#[test]
+fn a_second_promise_within_the_cooldown_updates_the_first() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("I'll get back to you", "10:00");
+    assert_eq!(c.agent("I'll call you by 11am", "10:05"), []);
+    let open = e.open_promises();
+    assert_eq!((open.len(), open[0].source, open[0].due.at), (1, MessageRef(1), t("11:00")));
+    let fired: Vec<_> = e.fire_due(t("12:00")).into_iter().map(|n| (n.kind, n.source)).collect();
+    assert_eq!(fired, [(FollowUpReminder, MessageRef(1)), (FollowUpOverdue, MessageRef(1))]);
+}
+
+#[test]
+fn a_later_promise_replaces_the_open_one() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("I'll get back to you by 11am", "10:00");
+    c.agent("sorry, I'll email you by 4pm instead", "10:08");
+    assert_eq!(e.open_promises()[0].due.at, t("16:00"));
+    let e2 = engine();
+    let mut c2 = chat(&e2);
+    c2.agent("I'll get back to you by 11am", "10:00");
+    // 20 minutes later: the first promise is closed by this activity, and a new one is made.
+    assert_eq!(c2.agent("I'll email you by 4pm", "10:20"), [FollowUpPromised]);
+    assert_eq!(e2.open_promises()[0].source, MessageRef(2));
+}
+
+#[test]
+fn the_customer_chasing_the_promise_is_the_overdue_story() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("I'll call you tomorrow", "10:00");
+    let n = c.say("c1", "cust", Role::Customer, "you said you'd call me back!!", "10:40");
+    assert_eq!(n.len(), 1);
+    assert_eq!((n[0].kind, n[0].source, n[0].evidence.as_str()), (FollowUpOverdue, MessageRef(1), "you said you'd call"));
+    assert!(e.fire_due(t("23:59")).is_empty() && e.fire_due("2026-11-25T00:00:00Z".parse().unwrap()).is_empty());
+    // Still waiting on the order itself is a different failure.
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("I'll call you tomorrow", "10:00");
+    assert_eq!(c.customer("still waiting on the parcel", "10:40"), [PriorFailure]);
+    assert_eq!(c.customer("still waiting on your call", "11:00"), [FollowUpOverdue]);
+}
+
+#[test]
+fn a_promise_due_sooner_than_the_lead_gets_only_the_overdue() {
+    let e = engine();
+    chat(&e).agent("I'll call you back in 10 minutes", "10:00");
+    let kinds: Vec<_> = e.fire_due(t("11:00")).into_iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, [FollowUpOverdue]);
+}
+
+#[test]
+fn settings_change_the_timing() {
+    let settings = Settings { reminder_lead: SignedDuration::from_hours(1), ..Settings::default() };
+    let e = engine_with(settings);
+    chat(&e).agent("I'll call you back by 3pm", "10:00");
+    assert_eq!(e.next_due(), Some(t("14:00")));
+}
+
+#[test]
+fn idle_conversations_are_forgotten_but_open_promises_are_not() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.say("a", "cust", Role::Customer, "hello", "08:00");
+    c.say("b", "ana", Role::Agent, "I'll call you tomorrow", "08:00");
+    assert_eq!(e.forget_idle(t("19:00")), 0);
+    assert_eq!(e.forget_idle(t("20:00")), 1, "a: 12 hours idle");
+    assert_eq!(e.conversations(), 1);
+    // b's promise went overdue on the 24th at 17:00; it is dropped 12 hours after that.
+    let late: Timestamp = "2026-11-25T05:00:00Z".parse().unwrap();
+    e.fire_due(late);
+    assert_eq!(e.forget_idle(late), 1);
+}
+
+#[test]
+fn concurrent_feeding_is_safe_and_complete() {
+    let e = std::sync::Arc::new(engine());
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                for j in 0..200 {
+                    let conv = format!("t{i}-{}", j % 10);
+                    n += e.observe(&Message { conversation: &conv, author: "c", role: Role::Customer, text: "I haven't received it", at: t("10:00"), source: MessageRef(j) }).len();
+                }
+                n
+            })
+        })
+        .collect();
+    let total: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(total, 40, "one per conversation within the cooldown");
+    assert_eq!(e.conversations(), 40);
+}
+
+use jiff::SignedDuration;

@@ -1,0 +1,233 @@
+//! Scoring nudges against labelled transcripts: precision, recall and F1 per kind and category.
+//!
+//! A label names a nudge that should fire on its line: `kind` or `kind:category`. Reminders are
+//! labelled on the promise's line, which is the line their nudges carry. A nudge matches a label
+//! on the same line with the same kind; where the label names a category, the category is scored
+//! too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::engine::{Category, Nudge, NudgeKind};
+
+/// True/false positive and false negative counts.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub true_pos: usize,
+    pub false_pos: usize,
+    pub false_neg: usize,
+}
+
+impl Counts {
+    pub fn precision(&self) -> f64 {
+        ratio(self.true_pos, self.true_pos + self.false_pos)
+    }
+    pub fn recall(&self) -> f64 {
+        ratio(self.true_pos, self.true_pos + self.false_neg)
+    }
+    pub fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
+    }
+}
+
+/// 1.0 for 0/0: nothing expected and nothing fired is a perfect score.
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// A label that was expected but not produced, or produced but not expected.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mismatch {
+    pub line: u64,
+    pub label: String,
+}
+
+/// The score of one run.
+#[derive(Debug, Default, Clone)]
+pub struct Score {
+    pub by_kind: BTreeMap<NudgeKind, Counts>,
+    pub by_category: BTreeMap<(NudgeKind, Category), Counts>,
+    pub misses: Vec<Mismatch>,
+    pub false_alarms: Vec<Mismatch>,
+}
+
+/// A label that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: unknown label {label:?} (expected a nudge kind, optionally \":category\")")]
+pub struct LabelError {
+    pub line: u64,
+    pub label: String,
+}
+
+fn parse_label(line: u64, label: &str) -> Result<(NudgeKind, Option<Category>), LabelError> {
+    let err = || LabelError { line, label: label.to_string() };
+    let (kind, category) = match label.split_once(':') {
+        Some((k, c)) => (k, Some(c)),
+        None => (label, None),
+    };
+    let kind = NudgeKind::parse(kind).ok_or_else(err)?;
+    let category = match category {
+        None => None,
+        Some(c) => Some(Category::parse(c).filter(|c| kind.categories().contains(c)).ok_or_else(err)?),
+    };
+    Ok((kind, category))
+}
+
+fn label_of(kind: NudgeKind, category: Option<Category>) -> String {
+    match category {
+        Some(c) => format!("{kind}:{c}"),
+        None => kind.to_string(),
+    }
+}
+
+/// Scores `nudges` against the labels of each line (`(line, labels)`).
+pub fn score<'a>(expected: impl IntoIterator<Item = (u64, &'a [String])>, nudges: &[Nudge]) -> Result<Score, LabelError> {
+    let mut want: BTreeMap<(u64, NudgeKind), Option<Category>> = BTreeMap::new();
+    for (line, labels) in expected {
+        for label in labels {
+            let (kind, category) = parse_label(line, label)?;
+            want.insert((line, kind), category);
+        }
+    }
+    let got: BTreeMap<(u64, NudgeKind), Option<Category>> = nudges.iter().map(|n| ((n.source.0, n.kind), n.category)).collect();
+    let mut score = Score::default();
+    let keys: BTreeSet<_> = want.keys().chain(got.keys()).copied().collect();
+    for key @ (line, kind) in keys {
+        let counts = score.by_kind.entry(kind).or_default();
+        match (want.get(&key), got.get(&key)) {
+            (Some(w), Some(g)) => {
+                counts.true_pos += 1;
+                if let Some(w) = w {
+                    if Some(*w) == *g {
+                        score.by_category.entry((kind, *w)).or_default().true_pos += 1;
+                    } else {
+                        score.by_category.entry((kind, *w)).or_default().false_neg += 1;
+                        if let Some(g) = g {
+                            score.by_category.entry((kind, *g)).or_default().false_pos += 1;
+                        }
+                        score.misses.push(Mismatch { line, label: label_of(kind, Some(*w)) });
+                        score.false_alarms.push(Mismatch { line, label: label_of(kind, *g) });
+                    }
+                }
+            }
+            (Some(w), None) => {
+                counts.false_neg += 1;
+                if let Some(w) = w {
+                    score.by_category.entry((kind, *w)).or_default().false_neg += 1;
+                }
+                score.misses.push(Mismatch { line, label: label_of(kind, *w) });
+            }
+            (None, Some(g)) => {
+                counts.false_pos += 1;
+                if let (Some(g), true) = (g, kind == NudgeKind::PriorFailure) {
+                    score.by_category.entry((kind, *g)).or_default().false_pos += 1;
+                }
+                score.false_alarms.push(Mismatch { line, label: label_of(kind, *g) });
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(score)
+}
+
+impl Score {
+    /// Adds another run's score (e.g. another file) to this one.
+    pub fn merge(&mut self, other: Score) {
+        for (k, c) in other.by_kind {
+            add(self.by_kind.entry(k).or_default(), c);
+        }
+        for (k, c) in other.by_category {
+            add(self.by_category.entry(k).or_default(), c);
+        }
+        self.misses.extend(other.misses);
+        self.false_alarms.extend(other.false_alarms);
+    }
+}
+
+fn add(into: &mut Counts, c: Counts) {
+    into.true_pos += c.true_pos;
+    into.false_pos += c.false_pos;
+    into.false_neg += c.false_neg;
+}
+
+impl fmt::Display for Score {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<44} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}", "kind / category", "tp", "fp", "fn", "precision", "recall", "f1")?;
+        let row = |f: &mut fmt::Formatter<'_>, name: String, c: &Counts| {
+            writeln!(f, "{:<44} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}", name, c.true_pos, c.false_pos, c.false_neg, c.precision(), c.recall(), c.f1())
+        };
+        for (kind, c) in &self.by_kind {
+            row(f, kind.to_string(), c)?;
+            for ((k, cat), c) in self.by_category.iter().filter(|((k, _), _)| k == kind) {
+                row(f, format!("  {k}:{cat}"), c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{ConversationId, MessageRef};
+
+    fn nudge(line: u64, kind: NudgeKind, category: Option<Category>) -> Nudge {
+        Nudge {
+            kind,
+            category,
+            conversation: ConversationId::new("c"),
+            agent: None,
+            customer: None,
+            rule: "r".into(),
+            evidence: String::new(),
+            quote: String::new(),
+            at: jiff::Timestamp::UNIX_EPOCH,
+            due: None,
+            source: MessageRef(line),
+            title: String::new(),
+            text: String::new(),
+            phrases: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn counts_kinds_and_categories() {
+        let labels = [
+            (1, vec!["prior_failure:not_received".to_string()]),
+            (2, vec!["prior_failure:still_waiting".to_string()]),
+            (3, vec!["explain_before_apology".to_string()]),
+            (4, vec![]),
+        ];
+        let nudges = [
+            nudge(1, NudgeKind::PriorFailure, Some(Category::NotReceived)),
+            nudge(2, NudgeKind::PriorFailure, Some(Category::NotReceived)),
+            nudge(4, NudgeKind::ExplainBeforeApology, Some(Category::InsteadOfApology)),
+        ];
+        let s = score(labels.iter().map(|(l, v)| (*l, v.as_slice())), &nudges).unwrap();
+        let pf = s.by_kind[&NudgeKind::PriorFailure];
+        assert_eq!((pf.true_pos, pf.false_pos, pf.false_neg), (2, 0, 0));
+        let nr = s.by_category[&(NudgeKind::PriorFailure, Category::NotReceived)];
+        assert_eq!((nr.true_pos, nr.false_pos, nr.false_neg), (1, 1, 0));
+        let ex = s.by_kind[&NudgeKind::ExplainBeforeApology];
+        assert_eq!((ex.true_pos, ex.false_pos, ex.false_neg), (0, 1, 1));
+        assert_eq!(ex.precision(), 0.0);
+        assert_eq!(s.misses.len(), 2);
+        assert_eq!(s.false_alarms.len(), 2);
+    }
+
+    #[test]
+    fn unknown_labels_are_errors() {
+        let labels = [(9, vec!["prior_failure:lost".to_string()])];
+        let err = score(labels.iter().map(|(l, v)| (*l, v.as_slice())), &[]).unwrap_err();
+        assert_eq!(err.line, 9);
+    }
+}

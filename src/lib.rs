@@ -1,0 +1,18 @@
+//! Backstop coaches customer-support agents in real time: when a customer says we already let
+//! them down, when an agent explains before apologizing, and when a promised follow-up is due.
+//!
+//! # Layout
+//! - [`engine`]: the pure coaching engine — rules, prompts, settings, per-conversation state.
+//!   Messages in, nudges out; no I/O and no clock.
+//! - [`config`]: loads rules, prompts and settings from disk (or the built-in defaults) and checks them.
+//! - [`transcript`]: the JSON Lines transcript format, read with errors that name line and field.
+//! - [`replay`]: drives the engine over a transcript, on the transcript's own clock.
+//! - [`eval`]: scores nudges against labelled transcripts (precision, recall, F1).
+//!
+//! The `backstop` binary (`src/main.rs`) is a thin edge over these.
+
+pub mod config;
+pub mod engine;
+pub mod eval;
+pub mod replay;
+pub mod transcript;

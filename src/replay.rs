@@ -1,0 +1,79 @@
+//! Drives the engine over a transcript on the transcript's own clock.
+//!
+//! The clock is the messages' timestamps and never runs backwards: a message stamped earlier than
+//! the one before it is taken to arrive at the later time. Before each message, reminders due by
+//! then fire; idle conversations are swept as the clock passes.
+
+use jiff::Timestamp;
+
+use crate::engine::{Engine, Message, MessageRef, Nudge};
+use crate::transcript::Record;
+
+/// A replay in progress.
+#[derive(Debug)]
+pub struct Replay<'e> {
+    engine: &'e Engine,
+    clock: Option<Timestamp>,
+    next_sweep: Option<Timestamp>,
+}
+
+impl<'e> Replay<'e> {
+    pub fn new(engine: &'e Engine) -> Replay<'e> {
+        Replay { engine, clock: None, next_sweep: None }
+    }
+
+    /// The replay clock: the latest message time seen.
+    pub fn clock(&self) -> Option<Timestamp> {
+        self.clock
+    }
+
+    /// Feeds the message read from input line `line`; returns the reminders that fell due before
+    /// it, then the nudges it caused.
+    pub fn feed(&mut self, line: u64, record: &Record) -> Vec<Nudge> {
+        let at = self.clock.map_or(record.ts, |c| c.max(record.ts));
+        self.clock = Some(at);
+        let mut out = self.engine.fire_due(at);
+        self.sweep(at);
+        out.extend(self.engine.observe(&Message {
+            conversation: &record.conversation,
+            author: &record.author,
+            role: record.role,
+            text: &record.text,
+            at,
+            source: MessageRef(line),
+        }));
+        out
+    }
+
+    /// Fires what falls due up to `until` (default: the last message's time).
+    pub fn finish(&mut self, until: Option<Timestamp>) -> Vec<Nudge> {
+        match until.or(self.clock) {
+            Some(t) => self.engine.fire_due(t),
+            None => Vec::new(),
+        }
+    }
+
+    /// Forgets idle conversations a few times per idle period, so long replays stay small.
+    fn sweep(&mut self, at: Timestamp) {
+        let every = self.engine.settings().forget_idle_after / 4;
+        match self.next_sweep {
+            Some(next) if at < next => {}
+            _ => {
+                self.engine.forget_idle(at);
+                self.next_sweep = at.checked_add(every).ok();
+            }
+        }
+    }
+}
+
+/// Replays whole transcript records (numbered from line 1) and returns every nudge, reminders
+/// included up to `until`.
+pub fn replay_all<'a>(engine: &Engine, records: impl IntoIterator<Item = (u64, &'a Record)>, until: Option<Timestamp>) -> Vec<Nudge> {
+    let mut replay = Replay::new(engine);
+    let mut out = Vec::new();
+    for (line, record) in records {
+        out.extend(replay.feed(line, record));
+    }
+    out.extend(replay.finish(until));
+    out
+}

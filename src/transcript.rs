@@ -1,0 +1,109 @@
+//! The transcript format: JSON Lines, one message per line.
+//!
+//! `{"conversation": "c1", "author": "u1", "role": "customer"|"agent", "text": "...", "ts": "RFC3339"}`
+//! plus, in labelled files, `"labels": ["prior_failure:not_received", ...]`. Unknown fields are
+//! ignored so transcripts can carry more than Backstop reads.
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::Role;
+
+/// One message of a transcript.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Record {
+    pub conversation: String,
+    pub author: String,
+    pub role: Role,
+    pub text: String,
+    pub ts: Timestamp,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// A transcript line that could not be read, naming the line and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct LineError {
+    pub line: u64,
+    pub problem: String,
+}
+
+/// Reads one line. Blank lines are `Ok(None)`.
+pub fn parse_line(line: u64, text: &str) -> Result<Option<Record>, LineError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<Record>(text) {
+        Ok(r) if !r.conversation.is_empty() && !r.author.is_empty() => Ok(Some(r)),
+        _ => Err(LineError { line, problem: diagnose(text) }),
+    }
+}
+
+/// Works out, field by field, what is wrong with a line the fast path refused.
+fn diagnose(text: &str) -> String {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return format!("invalid JSON: {e}"),
+    };
+    let Value::Object(map) = value else {
+        return "expected a JSON object with conversation, author, role, text and ts".into();
+    };
+    for field in ["conversation", "author", "role", "text", "ts"] {
+        let Some(v) = map.get(field) else {
+            return format!("missing field `{field}`");
+        };
+        let Some(s) = v.as_str() else {
+            return format!("field `{field}`: expected a string, found {v}");
+        };
+        match field {
+            "conversation" | "author" if s.is_empty() => return format!("field `{field}`: must not be empty"),
+            "role" if s != "customer" && s != "agent" => {
+                return format!("field `role`: unknown role {s:?} (expected \"customer\" or \"agent\")")
+            }
+            "ts" => {
+                if let Err(e) = s.parse::<Timestamp>() {
+                    return format!("field `ts`: invalid RFC 3339 timestamp {s:?}: {e}");
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(labels) = map.get("labels") {
+        if !labels.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+            return "field `labels`: expected an array of strings".into();
+        }
+    }
+    match serde_json::from_str::<Record>(text) {
+        Err(e) => e.to_string(),
+        Ok(_) => "unreadable line".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"conversation": "c1", "author": "u1", "role": "customer", "text": "hi", "ts": "2026-11-23T10:00:00Z"}"#;
+
+    #[test]
+    fn reads_a_line_and_skips_blank_ones() {
+        let r = parse_line(1, GOOD).unwrap().unwrap();
+        assert_eq!(r.role, Role::Customer);
+        assert_eq!(r.ts.to_string(), "2026-11-23T10:00:00Z");
+        assert_eq!(parse_line(2, "   ").unwrap(), None);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let err = |s: &str| parse_line(7, s).unwrap_err().to_string();
+        assert!(err("{not json").starts_with("line 7: invalid JSON"));
+        assert_eq!(err(r#"{"conversation": "c1"}"#), "line 7: missing field `author`");
+        assert!(err(&GOOD.replace("\"customer\"", "\"bot\"")).contains("field `role`: unknown role \"bot\""));
+        assert!(err(&GOOD.replace("2026-11-23T10:00:00Z", "yesterday")).contains("field `ts`: invalid RFC 3339 timestamp \"yesterday\""));
+        assert!(err(&GOOD.replace("\"hi\"", "42")).contains("field `text`: expected a string, found 42"));
+        assert!(err(&GOOD.replace("\"c1\"", "\"\"")).contains("field `conversation`: must not be empty"));
+        assert!(err("[1,2]").contains("expected a JSON object"));
+    }
+}
