@@ -30,8 +30,16 @@ pub struct Sources {
     pub prompts: Option<PathBuf>,
 }
 
-/// Files as `(name for messages, contents)`.
-type Files = Vec<(String, String)>;
+/// A file as `(name for messages, contents)`.
+type Named = (String, String);
+
+/// Everything read for one load.
+struct Texts {
+    rules: Vec<Named>,
+    engine: Named,
+    nudges: Named,
+    phrases: Named,
+}
 
 const BUILT_IN_RULES: &str = include_str!("../config/rules.toml");
 const BUILT_IN_ENGINE: &str = include_str!("../config/engine.toml");
@@ -47,10 +55,13 @@ impl Sources {
                 (dir.join(marker).exists() || dir.join("rules").is_dir()).then_some(dir)
             })
         };
-        (pick(&self.config, "config", "rules.toml"), pick(&self.prompts, "prompts", "nudges.toml"))
+        (
+            pick(&self.config, "config", "rules.toml"),
+            pick(&self.prompts, "prompts", "nudges.toml"),
+        )
     }
 
-    fn read(&self) -> Result<(Files, (String, String), (String, String), (String, String)), LoadError> {
+    fn read(&self) -> Result<Texts, LoadError> {
         let (config, prompts) = self.resolved();
         let (rules, engine) = match &config {
             None => (
@@ -66,7 +77,10 @@ impl Sources {
                 let folder = dir.join("rules");
                 if folder.is_dir() {
                     let mut paths: Vec<PathBuf> = fs::read_dir(&folder)
-                        .map_err(|source| LoadError::Read { path: folder.clone(), source })?
+                        .map_err(|source| LoadError::Read {
+                            path: folder.clone(),
+                            source,
+                        })?
                         .filter_map(|e| e.ok().map(|e| e.path()))
                         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
                         .collect();
@@ -79,27 +93,51 @@ impl Sources {
                     return Err(LoadError::NoRules { path: dir.clone() });
                 }
                 let engine_path = dir.join("engine.toml");
-                let engine = if engine_path.exists() { read(&engine_path)? } else { (engine_path.display().to_string(), String::new()) };
+                let engine = if engine_path.exists() {
+                    read(&engine_path)?
+                } else {
+                    (engine_path.display().to_string(), String::new())
+                };
                 (rules, engine)
             }
         };
         let (nudges, phrases) = match &prompts {
             None => (
-                ("(built-in) prompts/nudges.toml".to_string(), BUILT_IN_NUDGES.to_string()),
-                ("(built-in) prompts/phrases.toml".to_string(), BUILT_IN_PHRASES.to_string()),
+                (
+                    "(built-in) prompts/nudges.toml".to_string(),
+                    BUILT_IN_NUDGES.to_string(),
+                ),
+                (
+                    "(built-in) prompts/phrases.toml".to_string(),
+                    BUILT_IN_PHRASES.to_string(),
+                ),
             ),
             Some(dir) => (read(&dir.join("nudges.toml"))?, read(&dir.join("phrases.toml"))?),
         };
-        Ok((rules, engine, nudges, phrases))
+        Ok(Texts {
+            rules,
+            engine,
+            nudges,
+            phrases,
+        })
     }
 
     /// Loads and compiles everything into an engine; any problem stops the load.
     pub fn engine(&self) -> Result<Engine, LoadError> {
-        let (rules, engine, nudges, phrases) = self.read()?;
+        let Texts {
+            rules,
+            engine,
+            nudges,
+            phrases,
+        } = self.read()?;
         let mut problems = Vec::new();
         let rules = RuleSet::parse(&rules).map_err(|p| problems.extend(p.0)).ok();
-        let settings = Settings::parse(&engine.0, &engine.1).map_err(|p| problems.extend(p.0)).ok();
-        let prompts = Prompts::parse((&nudges.0, &nudges.1), (&phrases.0, &phrases.1)).map_err(|p| problems.extend(p.0)).ok();
+        let settings = Settings::parse(&engine.0, &engine.1)
+            .map_err(|p| problems.extend(p.0))
+            .ok();
+        let prompts = Prompts::parse((&nudges.0, &nudges.1), (&phrases.0, &phrases.1))
+            .map_err(|p| problems.extend(p.0))
+            .ok();
         match (rules, prompts, settings) {
             (Some(r), Some(p), Some(s)) => Ok(Engine::new(r, p, s)),
             _ => Err(LoadError::Invalid(Problems(problems))),
@@ -108,7 +146,7 @@ impl Sources {
 
     /// Loads the prompts alone (for the phrase library).
     pub fn prompts(&self) -> Result<Prompts, LoadError> {
-        let (_, _, nudges, phrases) = self.read()?;
+        let Texts { nudges, phrases, .. } = self.read()?;
         Prompts::parse((&nudges.0, &nudges.1), (&phrases.0, &phrases.1)).map_err(LoadError::Invalid)
     }
 
@@ -116,7 +154,13 @@ impl Sources {
     pub fn check(&self) -> Result<Report, LoadError> {
         let engine = match self.engine() {
             Ok(e) => e,
-            Err(LoadError::Invalid(p)) => return Ok(Report { problems: p.0, rules: 0, situations: 0 }),
+            Err(LoadError::Invalid(p)) => {
+                return Ok(Report {
+                    problems: p.0,
+                    rules: 0,
+                    situations: 0,
+                })
+            }
             Err(e) => return Err(e),
         };
         Ok(Report {
@@ -138,5 +182,8 @@ pub struct Report {
 fn read(path: &Path) -> Result<(String, String), LoadError> {
     fs::read_to_string(path)
         .map(|text| (path.display().to_string(), text))
-        .map_err(|source| LoadError::Read { path: path.to_path_buf(), source })
+        .map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
 }

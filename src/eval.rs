@@ -69,7 +69,10 @@ pub struct LabelError {
 }
 
 fn parse_label(line: u64, label: &str) -> Result<(NudgeKind, Option<Category>), LabelError> {
-    let err = || LabelError { line, label: label.to_string() };
+    let err = || LabelError {
+        line,
+        label: label.to_string(),
+    };
     let (kind, category) = match label.split_once(':') {
         Some((k, c)) => (k, Some(c)),
         None => (label, None),
@@ -77,7 +80,11 @@ fn parse_label(line: u64, label: &str) -> Result<(NudgeKind, Option<Category>), 
     let kind = NudgeKind::parse(kind).ok_or_else(err)?;
     let category = match category {
         None => None,
-        Some(c) => Some(Category::parse(c).filter(|c| kind.categories().contains(c)).ok_or_else(err)?),
+        Some(c) => Some(
+            Category::parse(c)
+                .filter(|c| kind.categories().contains(c))
+                .ok_or_else(err)?,
+        ),
     };
     Ok((kind, category))
 }
@@ -90,7 +97,10 @@ fn label_of(kind: NudgeKind, category: Option<Category>) -> String {
 }
 
 /// Scores `nudges` against the labels of each line (`(line, labels)`).
-pub fn score<'a>(expected: impl IntoIterator<Item = (u64, &'a [String])>, nudges: &[Nudge]) -> Result<Score, LabelError> {
+pub fn score<'a>(
+    expected: impl IntoIterator<Item = (u64, &'a [String])>,
+    nudges: &[Nudge],
+) -> Result<Score, LabelError> {
     let mut want: BTreeMap<(u64, NudgeKind), Option<Category>> = BTreeMap::new();
     for (line, labels) in expected {
         for label in labels {
@@ -98,7 +108,8 @@ pub fn score<'a>(expected: impl IntoIterator<Item = (u64, &'a [String])>, nudges
             want.insert((line, kind), category);
         }
     }
-    let got: BTreeMap<(u64, NudgeKind), Option<Category>> = nudges.iter().map(|n| ((n.source.0, n.kind), n.category)).collect();
+    let got: BTreeMap<(u64, NudgeKind), Option<Category>> =
+        nudges.iter().map(|n| ((n.source.0, n.kind), n.category)).collect();
     let mut score = Score::default();
     let keys: BTreeSet<_> = want.keys().chain(got.keys()).copied().collect();
     for key @ (line, kind) in keys {
@@ -114,8 +125,14 @@ pub fn score<'a>(expected: impl IntoIterator<Item = (u64, &'a [String])>, nudges
                         if let Some(g) = g {
                             score.by_category.entry((kind, *g)).or_default().false_pos += 1;
                         }
-                        score.misses.push(Mismatch { line, label: label_of(kind, Some(*w)) });
-                        score.false_alarms.push(Mismatch { line, label: label_of(kind, *g) });
+                        score.misses.push(Mismatch {
+                            line,
+                            label: label_of(kind, Some(*w)),
+                        });
+                        score.false_alarms.push(Mismatch {
+                            line,
+                            label: label_of(kind, *g),
+                        });
                     }
                 }
             }
@@ -124,14 +141,20 @@ pub fn score<'a>(expected: impl IntoIterator<Item = (u64, &'a [String])>, nudges
                 if let Some(w) = w {
                     score.by_category.entry((kind, *w)).or_default().false_neg += 1;
                 }
-                score.misses.push(Mismatch { line, label: label_of(kind, *w) });
+                score.misses.push(Mismatch {
+                    line,
+                    label: label_of(kind, *w),
+                });
             }
             (None, Some(g)) => {
                 counts.false_pos += 1;
                 if let (Some(g), true) = (g, kind == NudgeKind::PriorFailure) {
                     score.by_category.entry((kind, *g)).or_default().false_pos += 1;
                 }
-                score.false_alarms.push(Mismatch { line, label: label_of(kind, *g) });
+                score.false_alarms.push(Mismatch {
+                    line,
+                    label: label_of(kind, *g),
+                });
             }
             (None, None) => {}
         }
@@ -161,9 +184,23 @@ fn add(into: &mut Counts, c: Counts) {
 
 impl fmt::Display for Score {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<44} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}", "kind / category", "tp", "fp", "fn", "precision", "recall", "f1")?;
+        writeln!(
+            f,
+            "{:<44} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}",
+            "kind / category", "tp", "fp", "fn", "precision", "recall", "f1"
+        )?;
         let row = |f: &mut fmt::Formatter<'_>, name: String, c: &Counts| {
-            writeln!(f, "{:<44} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}", name, c.true_pos, c.false_pos, c.false_neg, c.precision(), c.recall(), c.f1())
+            writeln!(
+                f,
+                "{:<44} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}",
+                name,
+                c.true_pos,
+                c.false_pos,
+                c.false_neg,
+                c.precision(),
+                c.recall(),
+                c.f1()
+            )
         };
         for (kind, c) in &self.by_kind {
             row(f, kind.to_string(), c)?;

@@ -19,7 +19,11 @@ pub struct Replay<'e> {
 
 impl<'e> Replay<'e> {
     pub fn new(engine: &'e Engine) -> Replay<'e> {
-        Replay { engine, clock: None, next_sweep: None }
+        Replay {
+            engine,
+            clock: None,
+            next_sweep: None,
+        }
     }
 
     /// The replay clock: the latest message time seen.
@@ -68,7 +72,11 @@ impl<'e> Replay<'e> {
 
 /// Replays whole transcript records (numbered from line 1) and returns every nudge, reminders
 /// included up to `until`.
-pub fn replay_all<'a>(engine: &Engine, records: impl IntoIterator<Item = (u64, &'a Record)>, until: Option<Timestamp>) -> Vec<Nudge> {
+pub fn replay_all<'a>(
+    engine: &Engine,
+    records: impl IntoIterator<Item = (u64, &'a Record)>,
+    until: Option<Timestamp>,
+) -> Vec<Nudge> {
     let mut replay = Replay::new(engine);
     let mut out = Vec::new();
     for (line, record) in records {

@@ -37,8 +37,23 @@ pub fn parse_line(line: u64, text: &str) -> Result<Option<Record>, LineError> {
     }
     match serde_json::from_str::<Record>(text) {
         Ok(r) if !r.conversation.is_empty() && !r.author.is_empty() => Ok(Some(r)),
-        _ => Err(LineError { line, problem: diagnose(text) }),
+        _ => Err(LineError {
+            line,
+            problem: diagnose(text),
+        }),
     }
+}
+
+/// Reads a whole transcript held in memory, numbering records by their 1-based line.
+pub fn parse_all(text: &str) -> Result<Vec<(u64, Record)>, LineError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i as u64 + 1;
+        if let Some(r) = parse_line(n, line)? {
+            out.push((n, r));
+        }
+    }
+    Ok(out)
 }
 
 /// Works out, field by field, what is wrong with a line the fast path refused.
@@ -85,7 +100,8 @@ fn diagnose(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"{"conversation": "c1", "author": "u1", "role": "customer", "text": "hi", "ts": "2026-11-23T10:00:00Z"}"#;
+    const GOOD: &str =
+        r#"{"conversation": "c1", "author": "u1", "role": "customer", "text": "hi", "ts": "2026-11-23T10:00:00Z"}"#;
 
     #[test]
     fn reads_a_line_and_skips_blank_ones() {
@@ -101,7 +117,8 @@ mod tests {
         assert!(err("{not json").starts_with("line 7: invalid JSON"));
         assert_eq!(err(r#"{"conversation": "c1"}"#), "line 7: missing field `author`");
         assert!(err(&GOOD.replace("\"customer\"", "\"bot\"")).contains("field `role`: unknown role \"bot\""));
-        assert!(err(&GOOD.replace("2026-11-23T10:00:00Z", "yesterday")).contains("field `ts`: invalid RFC 3339 timestamp \"yesterday\""));
+        assert!(err(&GOOD.replace("2026-11-23T10:00:00Z", "yesterday"))
+            .contains("field `ts`: invalid RFC 3339 timestamp \"yesterday\""));
         assert!(err(&GOOD.replace("\"hi\"", "42")).contains("field `text`: expected a string, found 42"));
         assert!(err(&GOOD.replace("\"c1\"", "\"\"")).contains("field `conversation`: must not be empty"));
         assert!(err("[1,2]").contains("expected a JSON object"));

@@ -42,7 +42,10 @@ pub struct SourceArgs {
 
 impl SourceArgs {
     fn sources(&self) -> Sources {
-        Sources { config: self.config.clone(), prompts: self.prompts.clone() }
+        Sources {
+            config: self.config.clone(),
+            prompts: self.prompts.clone(),
+        }
     }
 }
 

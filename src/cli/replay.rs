@@ -69,7 +69,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let progress = match size {
         Some(len) if len > 4 << 20 && io::stderr().is_terminal() => {
             let bar = ProgressBar::new(len);
-            bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}").expect("valid template"));
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}").expect("valid template"),
+            );
             Some(bar)
         }
         _ => None,
@@ -83,7 +85,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut line_no = 0u64;
     loop {
         buf.clear();
-        let read = reader.read_line(&mut buf).with_context(|| format!("reading {}", args.file.display()))?;
+        let read = reader
+            .read_line(&mut buf)
+            .with_context(|| format!("reading {}", args.file.display()))?;
         if read == 0 {
             break;
         }
@@ -139,7 +143,12 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn emit(out: &mut impl Write, nudge: &Nudge, json: bool, counts: &mut BTreeMap<NudgeKind, usize>) -> anyhow::Result<()> {
+fn emit(
+    out: &mut impl Write,
+    nudge: &Nudge,
+    json: bool,
+    counts: &mut BTreeMap<NudgeKind, usize>,
+) -> anyhow::Result<()> {
     *counts.entry(nudge.kind).or_default() += 1;
     if json {
         let line = Line {
@@ -178,7 +187,11 @@ fn emit(out: &mut impl Write, nudge: &Nudge, json: bool, counts: &mut BTreeMap<N
     };
     let when = nudge.at.strftime("%m-%d %H:%M");
     let agent = nudge.agent.as_ref().map_or("(no agent yet)", |a| a.as_str());
-    let due = nudge.due.as_ref().map(|d| format!("  due {}", d.at.strftime("%m-%d %H:%M"))).unwrap_or_default();
+    let due = nudge
+        .due
+        .as_ref()
+        .map(|d| format!("  due {}", d.at.strftime("%m-%d %H:%M")))
+        .unwrap_or_default();
     writeln!(
         out,
         "{when}  {:<40} {} → {agent}  \"{}\"{due}  {}",

@@ -301,7 +301,9 @@ impl Engine {
     /// Marks a conversation's open promise as kept (the agent pressed Done). Returns whether there
     /// was one.
     pub fn promise_kept(&self, conversation: &str) -> bool {
-        let Some(mut conv) = self.conversations.get_mut(conversation) else { return false };
+        let Some(mut conv) = self.conversations.get_mut(conversation) else {
+            return false;
+        };
         let id = conv.key().clone();
         match conv.promise.take() {
             Some(p) => {
@@ -330,7 +332,12 @@ impl Engine {
                 })
             })
             .collect();
-        all.sort_by(|a, b| a.due.at.cmp(&b.due.at).then_with(|| a.conversation.cmp(&b.conversation)));
+        all.sort_by(|a, b| {
+            a.due
+                .at
+                .cmp(&b.due.at)
+                .then_with(|| a.conversation.cmp(&b.conversation))
+        });
         all
     }
 
@@ -351,17 +358,33 @@ impl Engine {
                 }
             };
             let Some(deadline) = deadline else { break };
-            let Some(mut conv) = self.conversations.get_mut(&deadline.conversation) else { continue };
-            let Some(promise) = conv.promise.as_deref_mut().filter(|p| p.id == deadline.promise) else { continue };
+            let Some(mut conv) = self.conversations.get_mut(&deadline.conversation) else {
+                continue;
+            };
+            let Some(promise) = conv.promise.as_deref_mut().filter(|p| p.id == deadline.promise) else {
+                continue;
+            };
             match deadline.stage {
                 Stage::Reminder if !promise.reminded && !promise.overdue => {
                     promise.reminded = true;
-                    out.push(self.promise_nudge(NudgeKind::FollowUpReminder, &deadline.conversation, promise, deadline.at, None));
+                    out.push(self.promise_nudge(
+                        NudgeKind::FollowUpReminder,
+                        &deadline.conversation,
+                        promise,
+                        deadline.at,
+                        None,
+                    ));
                     self.schedule_next(&deadline.conversation, promise);
                 }
                 Stage::Overdue if !promise.overdue => {
                     promise.overdue = true;
-                    out.push(self.promise_nudge(NudgeKind::FollowUpOverdue, &deadline.conversation, promise, deadline.at, None));
+                    out.push(self.promise_nudge(
+                        NudgeKind::FollowUpOverdue,
+                        &deadline.conversation,
+                        promise,
+                        deadline.at,
+                        None,
+                    ));
                 }
                 _ => {}
             }
@@ -379,7 +402,10 @@ impl Engine {
         let before = self.conversations.len();
         self.conversations.retain(|_, c| {
             let recent = now < add(c.last_message, idle);
-            let promise_alive = c.promise.as_deref().is_some_and(|p| !p.overdue || now < add(p.due.at, idle));
+            let promise_alive = c
+                .promise
+                .as_deref()
+                .is_some_and(|p| !p.overdue || now < add(p.due.at, idle));
             recent || promise_alive
         });
         before - self.conversations.len()
@@ -393,7 +419,11 @@ impl Engine {
     /// The next reminder stage a promise is waiting for, if any.
     fn pending(&self, id: &ConversationId, promise: &Promise) -> Option<Deadline> {
         let (at, stage) = if !promise.reminded && !promise.overdue {
-            let remind_at = promise.due.at.checked_sub(self.settings.reminder_lead).unwrap_or(promise.due.at);
+            let remind_at = promise
+                .due
+                .at
+                .checked_sub(self.settings.reminder_lead)
+                .unwrap_or(promise.due.at);
             // A promise due sooner than the lead gets no heads-up, only the overdue notice.
             if remind_at > promise.made_at {
                 (remind_at, Stage::Reminder)
@@ -405,7 +435,12 @@ impl Engine {
         } else {
             return None;
         };
-        Some(Deadline { at, conversation: id.clone(), promise: promise.id, stage })
+        Some(Deadline {
+            at,
+            conversation: id.clone(),
+            promise: promise.id,
+            stage,
+        })
     }
 
     fn schedule_next(&self, id: &ConversationId, promise: &Promise) {
@@ -423,7 +458,9 @@ impl Engine {
     /// True (and recorded) when `kind` may fire now: it has not fired in this conversation within
     /// the cooldown.
     fn cooled(&self, conv: &mut Conversation, kind: NudgeKind, at: Timestamp) -> bool {
-        let Some(slot) = COOLED.iter().position(|k| *k == kind) else { return true };
+        let Some(slot) = COOLED.iter().position(|k| *k == kind) else {
+            return true;
+        };
         if conv.last_fired[slot].is_some_and(|last| at < add(last, self.settings.cooldown)) {
             return false;
         }
@@ -431,7 +468,14 @@ impl Engine {
         true
     }
 
-    fn promise_nudge(&self, kind: NudgeKind, id: &ConversationId, p: &Promise, at: Timestamp, evidence: Option<&str>) -> Nudge {
+    fn promise_nudge(
+        &self,
+        kind: NudgeKind,
+        id: &ConversationId,
+        p: &Promise,
+        at: Timestamp,
+        evidence: Option<&str>,
+    ) -> Nudge {
         self.render(Draft {
             kind,
             category: None,
@@ -452,10 +496,20 @@ impl Engine {
         let phrases: Vec<String> = self
             .prompts
             .situation(&template.situation)
-            .map(|s| s.phrases.iter().take(self.settings.phrases_per_nudge).cloned().collect())
+            .map(|s| {
+                s.phrases
+                    .iter()
+                    .take(self.settings.phrases_per_nudge)
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         let bullets: String = phrases.iter().map(|p| format!("• {p}\n")).collect();
-        let due = d.due.as_ref().map(|due| format_due(due.at, &self.settings.schedule)).unwrap_or_default();
+        let due = d
+            .due
+            .as_ref()
+            .map(|due| format_due(due.at, &self.settings.schedule))
+            .unwrap_or_default();
         let values = Values {
             evidence: d.evidence,
             quote: d.quote,
@@ -528,7 +582,9 @@ fn add(t: Timestamp, d: jiff::SignedDuration) -> Timestamp {
 
 /// A due time as agents read it: local to the conversation's zone.
 pub fn format_due(at: Timestamp, schedule: &Schedule) -> String {
-    at.to_zoned(schedule.time_zone.clone()).strftime("%a %-d %b %H:%M %Z").to_string()
+    at.to_zoned(schedule.time_zone.clone())
+        .strftime("%a %-d %b %H:%M %Z")
+        .to_string()
 }
 
 /// A one-line excerpt of a message, cut at a character boundary.

@@ -38,7 +38,14 @@ impl fmt::Display for Problem {
         if let Some(item) = &self.item {
             write!(f, "{item}: ")?;
         }
-        f.write_str(&self.message)
+        // Multi-line messages (a regex error's caret diagram) stay readable under a list item.
+        for (i, line) in self.message.lines().enumerate() {
+            if i > 0 {
+                f.write_str("\n      ")?;
+            }
+            f.write_str(line)?;
+        }
+        Ok(())
     }
 }
 

@@ -286,17 +286,38 @@ fn parse_nudges(
         let line = line_of(text, spanned.span().start);
         let Some(kind) = NudgeKind::parse(&key) else {
             let known: Vec<_> = NudgeKind::ALL.iter().map(|k| k.as_str()).collect();
-            problems.push(Problem::new(file, Some(line), Some(format!("[{key}]")), format!("unknown nudge kind; expected one of {}", known.join(", "))));
+            problems.push(Problem::new(
+                file,
+                Some(line),
+                Some(format!("[{key}]")),
+                format!("unknown nudge kind; expected one of {}", known.join(", ")),
+            ));
             continue;
         };
         let def: TemplateDef = match spanned.into_inner().try_into() {
             Ok(d) => d,
             Err(e) => {
-                problems.push(Problem::new(file, Some(line), Some(format!("[{key}]")), e.message().trim()));
+                problems.push(Problem::new(
+                    file,
+                    Some(line),
+                    Some(format!("[{key}]")),
+                    e.message().trim(),
+                ));
                 continue;
             }
         };
-        if let Some(t) = build_template(&Place { file, line, item: format!("[{key}]") }, &def.title, &def.text, &def.situation, situations, problems) {
+        if let Some(t) = build_template(
+            &Place {
+                file,
+                line,
+                item: format!("[{key}]"),
+            },
+            &def.title,
+            &def.text,
+            &def.situation,
+            situations,
+            problems,
+        ) {
             templates.insert((kind, None), t);
         }
         for (name, value) in def.categories {
@@ -306,8 +327,17 @@ fn parse_nudges(
             let category = Category::parse(&name).filter(|c| kind.categories().contains(c));
             let Some(category) = category else {
                 let known: Vec<_> = kind.categories().iter().map(|c| c.as_str()).collect();
-                let expected = if known.is_empty() { "this kind has no categories".to_string() } else { format!("expected one of {}", known.join(", ")) };
-                problems.push(Problem::new(file, Some(line), Some(item), format!("unknown category; {expected}")));
+                let expected = if known.is_empty() {
+                    "this kind has no categories".to_string()
+                } else {
+                    format!("expected one of {}", known.join(", "))
+                };
+                problems.push(Problem::new(
+                    file,
+                    Some(line),
+                    Some(item),
+                    format!("unknown category; {expected}"),
+                ));
                 continue;
             };
             let c: CategoryTemplateDef = match value.try_into() {
@@ -320,14 +350,28 @@ fn parse_nudges(
             let title = c.title.as_deref().unwrap_or(&def.title);
             let body = c.text.as_deref().unwrap_or(&def.text);
             let situation = c.situation.as_deref().unwrap_or(&def.situation);
-            if let Some(t) = build_template(&Place { file, line, item }, title, body, situation, situations, problems) {
+            if let Some(t) = build_template(
+                &Place { file, line, item },
+                title,
+                body,
+                situation,
+                situations,
+                problems,
+            ) {
                 templates.insert((kind, Some(category)), t);
             }
         }
     }
     for kind in NudgeKind::ALL {
-        if !templates.contains_key(&(kind, None)) && !problems.iter().any(|p| p.item.as_deref() == Some(&format!("[{kind}]"))) {
-            problems.push(Problem::new(file, None, Some(format!("[{kind}]")), "missing: every nudge kind needs a template"));
+        if !templates.contains_key(&(kind, None))
+            && !problems.iter().any(|p| p.item.as_deref() == Some(&format!("[{kind}]")))
+        {
+            problems.push(Problem::new(
+                file,
+                None,
+                Some(format!("[{kind}]")),
+                "missing: every nudge kind needs a template",
+            ));
         }
     }
     templates
@@ -336,7 +380,9 @@ fn parse_nudges(
 /// The line of a `[table.header]` in a TOML file.
 fn header_line(text: &str, header: &str) -> Option<usize> {
     let wanted = format!("[{header}]");
-    text.lines().position(|l| l.trim().replace(' ', "") == wanted).map(|i| i + 1)
+    text.lines()
+        .position(|l| l.trim().replace(' ', "") == wanted)
+        .map(|i| i + 1)
 }
 
 /// Where a template was written.
@@ -361,7 +407,12 @@ fn build_template(
     if !known {
         report(format!("situation {situation:?} is not in the phrase library"));
     }
-    Some(Template { title: title?, text: text?, situation: situation.to_string() }).filter(|_| known)
+    Some(Template {
+        title: title?,
+        text: text?,
+        situation: situation.to_string(),
+    })
+    .filter(|_| known)
 }
 
 #[cfg(test)]
@@ -379,7 +430,9 @@ phrases = ["I'm sorry we let you down.", "That's on us, and I'll fix it now."]
     fn nudges_for_all(extra: &str) -> String {
         let mut s = String::new();
         for k in NudgeKind::ALL {
-            s.push_str(&format!("[{k}]\ntitle = \"t\"\ntext = \"{{evidence}} {{phrases}}\"\nsituation = \"general\"\n"));
+            s.push_str(&format!(
+                "[{k}]\ntitle = \"t\"\ntext = \"{{evidence}} {{phrases}}\"\nsituation = \"general\"\n"
+            ));
         }
         s.push_str(extra);
         s
@@ -390,14 +443,20 @@ phrases = ["I'm sorry we let you down.", "That's on us, and I'll fix it now."]
         let nudges = nudges_for_all("");
         let prompts = Prompts::parse(("nudges.toml", &nudges), ("phrases.toml", PHRASES)).unwrap();
         let t = prompts.template(NudgeKind::PriorFailure, Some(Category::NotReceived));
-        let values = Values { evidence: "haven't received", phrases: "- sorry", ..Values::default() };
+        let values = Values {
+            evidence: "haven't received",
+            phrases: "- sorry",
+            ..Values::default()
+        };
         assert_eq!(t.text.render(&values), "haven't received - sorry");
     }
 
     #[test]
     fn literal_braces_and_bad_placeholders() {
         assert_eq!(Text::parse("a {{b}} c").unwrap().render(&Values::default()), "a {b} c");
-        assert!(Text::parse("{evidnce}").unwrap_err().contains("unknown placeholder {evidnce}"));
+        assert!(Text::parse("{evidnce}")
+            .unwrap_err()
+            .contains("unknown placeholder {evidnce}"));
         assert!(Text::parse("oops {").unwrap_err().contains("unclosed"));
     }
 
@@ -406,10 +465,22 @@ phrases = ["I'm sorry we let you down.", "That's on us, and I'll fix it now."]
         let nudges = "[prior_failure]\ntitle = \"t\"\ntext = \"{evidnce}\"\nsituation = \"nope\"\n[prior_failure.categories.lost]\ntext = \"x\"\n[not_a_kind]\ntitle = \"t\"\n";
         let err = Prompts::parse(("nudges.toml", nudges), ("phrases.toml", PHRASES)).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("nudges.toml:1: [prior_failure]: text: unknown placeholder {evidnce}"), "{text}");
-        assert!(text.contains("nudges.toml:1: [prior_failure]: situation \"nope\" is not in the phrase library"), "{text}");
-        assert!(text.contains("[prior_failure.categories.lost]: unknown category"), "{text}");
-        assert!(text.contains("nudges.toml:7: [not_a_kind]: unknown nudge kind"), "{text}");
+        assert!(
+            text.contains("nudges.toml:1: [prior_failure]: text: unknown placeholder {evidnce}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nudges.toml:1: [prior_failure]: situation \"nope\" is not in the phrase library"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[prior_failure.categories.lost]: unknown category"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nudges.toml:7: [not_a_kind]: unknown nudge kind"),
+            "{text}"
+        );
         assert!(text.contains("[follow_up_overdue]: missing"), "{text}");
     }
 
@@ -427,7 +498,10 @@ phrases = ["I'm sorry we let you down.", "That's on us, and I'll fix it now."]
         let phrases = "[[situation]]\nid = \"a\"\ntitle = \"A\"\nphrases = []\n[[situation]]\nid = \"b\"\ntitel = \"B\"\nphrases = [\"x\"]\n";
         let err = Prompts::parse(("nudges.toml", ""), ("phrases.toml", phrases)).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("phrases.toml:1: situation \"a\": needs at least one phrase"), "{text}");
+        assert!(
+            text.contains("phrases.toml:1: situation \"a\": needs at least one phrase"),
+            "{text}"
+        );
         assert!(text.contains("phrases.toml:5: unknown field `titel`"), "{text}");
     }
 }

@@ -136,17 +136,16 @@ pub struct RuleSet {
 const DFA_CACHE: usize = 32 << 20;
 
 fn syntax_config() -> syntax::Config {
-    syntax::Config::new()
-        .case_insensitive(true)
-        .unicode(false)
-        .utf8(false)
+    syntax::Config::new().case_insensitive(true).unicode(false).utf8(false)
 }
 
 fn compile_alone(pattern: &str) -> Result<regex::bytes::Regex, String> {
     if !pattern.is_ascii() {
-        return Err("pattern is not ASCII: write plain ASCII (curly quotes and dashes in messages \
+        return Err(
+            "pattern is not ASCII: write plain ASCII (curly quotes and dashes in messages \
                     are folded to ' \" - before matching, accented letters match \\w)"
-            .into());
+                .into(),
+        );
     }
     regex::bytes::RegexBuilder::new(pattern)
         .case_insensitive(true)
@@ -185,19 +184,27 @@ impl RuleSet {
                 let here = |msg: String| Problem::new(file, Some(line), Some(format!("rule {:?}", def.id)), msg);
                 let before = problems.len();
                 if def.id.is_empty()
-                    || !def.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+                    || !def
+                        .id
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
                 {
                     problems.push(here("id must be lowercase letters, digits, '_', '.' or '-'".into()));
                 }
                 if let Some((other_file, other_line)) = seen.get(&def.id) {
-                    problems.push(here(format!("duplicate id: already defined at {other_file}:{other_line}")));
+                    problems.push(here(format!(
+                        "duplicate id: already defined at {other_file}:{other_line}"
+                    )));
                 }
                 let (category, label) = match (def.kind, &def.category) {
                     (RuleKind::PriorFailure, Some(c)) => match Category::parse(c) {
                         Some(cat) if Category::PRIOR_FAILURE.contains(&cat) => (Some(cat), None),
                         _ => {
                             let known: Vec<_> = Category::PRIOR_FAILURE.iter().map(|c| c.as_str()).collect();
-                            problems.push(here(format!("unknown category {c:?}; expected one of {}", known.join(", "))));
+                            problems.push(here(format!(
+                                "unknown category {c:?}; expected one of {}",
+                                known.join(", ")
+                            )));
                             (None, None)
                         }
                     },
@@ -207,7 +214,9 @@ impl RuleSet {
                     }
                     (RuleKind::Explanation, label) => (None, label.clone()),
                     (_, Some(_)) => {
-                        problems.push(here("category is only used by prior_failure and explanation rules".into()));
+                        problems.push(here(
+                            "category is only used by prior_failure and explanation rules".into(),
+                        ));
                         (None, None)
                     }
                     (_, None) => (None, None),
@@ -281,7 +290,8 @@ impl RuleSet {
                 let prepared = Prepared::new(text);
                 self.scan(rule.kind.role(), &prepared).iter().any(|h| h.rule == index)
             };
-            let here = |msg: String| Problem::new(&rule.file, Some(rule.line), Some(format!("rule {:?}", rule.id)), msg);
+            let here =
+                |msg: String| Problem::new(&rule.file, Some(rule.line), Some(format!("rule {:?}", rule.id)), msg);
             for example in &rule.examples {
                 if !fires(example) {
                     problems.push(here(format!("example does not fire: {example:?}")));
@@ -312,7 +322,12 @@ impl RoleMatcher {
         let mut patterns = Vec::new();
         let mut unless_of: HashMap<usize, Vec<usize>> = HashMap::new();
         for (index, rule) in rules.iter().enumerate().filter(|(_, r)| r.kind.role() == role) {
-            for (unless, p) in rule.patterns.iter().map(|p| (false, p)).chain(rule.unless.iter().map(|p| (true, p))) {
+            for (unless, p) in rule
+                .patterns
+                .iter()
+                .map(|p| (false, p))
+                .chain(rule.unless.iter().map(|p| (true, p)))
+            {
                 if unless {
                     unless_of.entry(index).or_default().push(patterns.len());
                 }
@@ -342,7 +357,11 @@ impl RoleMatcher {
                     .map_err(|e| format!("compiling the {role:?} rules together failed: {e}"))?,
             )
         };
-        Ok(RoleMatcher { set, patterns, unless_of })
+        Ok(RoleMatcher {
+            set,
+            patterns,
+            unless_of,
+        })
     }
 
     fn scan(&self, rules: &[Rule], text: &Prepared<'_>) -> Vec<Hit> {
@@ -373,13 +392,18 @@ impl RoleMatcher {
                 if rule.kind.ignores_questions() && sentence.question {
                     return false;
                 }
-                !suppressors.iter().any(|u| u.start < sentence.span.end && u.end > sentence.span.start)
+                !suppressors
+                    .iter()
+                    .any(|u| u.start < sentence.span.end && u.end > sentence.span.start)
             });
             let Some(span) = first else { continue };
             match hits.iter_mut().find(|h| h.rule == compiled.rule) {
                 Some(h) if h.span.start > span.start => h.span = span,
                 Some(_) => {}
-                None => hits.push(Hit { rule: compiled.rule, span }),
+                None => hits.push(Hit {
+                    rule: compiled.rule,
+                    span,
+                }),
             }
         }
         hits.sort_by_key(|h| (h.span.start, h.rule));
@@ -419,7 +443,10 @@ patterns = ['''\bthe courier (?:lost|delayed)\b''']
         let hits = set.scan(Role::Customer, &text);
         assert_eq!(hits.len(), 1);
         assert_eq!(text.original(hits[0].span.clone()), "haven’t received");
-        assert!(set.scan(Role::Agent, &text).is_empty(), "customer rules never read agent messages");
+        assert!(
+            set.scan(Role::Agent, &text).is_empty(),
+            "customer rules never read agent messages"
+        );
         assert!(set.self_test().is_empty(), "{:?}", set.self_test());
     }
 
@@ -443,7 +470,12 @@ patterns = ['''\bthe courier (?:lost|delayed)\b''']
     #[test]
     fn quoted_words_never_fire() {
         let set = parse(BASIC).unwrap();
-        assert!(set.scan(Role::Customer, &Prepared::new("> I haven't received it\nthanks, all good")).is_empty());
+        assert!(set
+            .scan(
+                Role::Customer,
+                &Prepared::new("> I haven't received it\nthanks, all good")
+            )
+            .is_empty());
     }
 
     #[test]
@@ -476,18 +508,37 @@ patterns = ["call you back", "caf\u00e9"]
         )
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("rules.toml:2: rule \"a\": unknown category \"lost\""), "{text}");
-        assert!(text.contains("rules.toml:2: rule \"a\": patterns[0]: invalid regex"), "{text}");
-        assert!(text.contains("rules.toml:8: rule \"a\": unknown field `patern`"), "{text}");
-        assert!(text.contains("rules.toml:14: rule \"b\": category is only used"), "{text}");
-        assert!(text.contains("rules.toml:20: rule \"c\": patterns[1]: pattern is not ASCII"), "{text}");
+        assert!(
+            text.contains("rules.toml:2: rule \"a\": unknown category \"lost\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules.toml:2: rule \"a\": patterns[0]: invalid regex"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules.toml:8: rule \"a\": unknown field `patern`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules.toml:14: rule \"b\": category is only used"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rules.toml:20: rule \"c\": patterns[1]: pattern is not ASCII"),
+            "{text}"
+        );
         assert_eq!(err.0.len(), 5, "{text}");
     }
 
     #[test]
     fn duplicate_ids_name_the_first_definition() {
         let err = parse("[[rule]]\nid = \"a\"\nkind = \"apology\"\npatterns = [\"sorry\"]\n[[rule]]\nid = \"a\"\nkind = \"apology\"\npatterns = [\"sorry\"]\n").unwrap_err();
-        assert!(err.to_string().contains("rules.toml:5: rule \"a\": duplicate id: already defined at rules.toml:1"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("rules.toml:5: rule \"a\": duplicate id: already defined at rules.toml:1"),
+            "{err}"
+        );
     }
 
     #[test]

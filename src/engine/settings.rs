@@ -83,17 +83,28 @@ impl Settings {
         if let Some(name) = def.time_zone {
             match TimeZone::get(&name) {
                 Ok(tz) => s.schedule.time_zone = tz,
-                Err(e) => problems.push(problem("time_zone", format!("unknown time zone {name:?} ({e}); use an IANA name such as \"Europe/London\""))),
+                Err(e) => problems.push(problem(
+                    "time_zone",
+                    format!("unknown time zone {name:?} ({e}); use an IANA name such as \"Europe/London\""),
+                )),
             }
         }
         let durations = [
             ("cooldown", def.cooldown, &mut s.cooldown),
             ("forget_idle_after", def.forget_idle_after, &mut s.forget_idle_after),
-            ("follow_up.reminder_lead", def.follow_up.reminder_lead, &mut s.reminder_lead),
+            (
+                "follow_up.reminder_lead",
+                def.follow_up.reminder_lead,
+                &mut s.reminder_lead,
+            ),
             ("follow_up.min_gap", def.follow_up.min_gap, &mut s.min_gap),
             ("follow_up.default_due", def.follow_up.default_due, &mut s.default_due),
             ("follow_up.soon", def.follow_up.soon, &mut s.schedule.soon),
-            ("follow_up.later_today", def.follow_up.later_today, &mut s.schedule.later_today),
+            (
+                "follow_up.later_today",
+                def.follow_up.later_today,
+                &mut s.schedule.later_today,
+            ),
         ];
         for (key, value, slot) in durations {
             match value {
@@ -148,9 +159,16 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let err = Settings::parse("engine.toml", "time_zone = \"Mars/Olympus\"\n").unwrap_err();
-        assert!(err.to_string().contains("engine.toml: time_zone: unknown time zone \"Mars/Olympus\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("engine.toml: time_zone: unknown time zone \"Mars/Olympus\""),
+            "{err}"
+        );
         let err = Settings::parse("engine.toml", "[follow_up]\nremind_lead = \"1h\"\n").unwrap_err();
-        assert!(err.to_string().contains("engine.toml:2: unknown field `remind_lead`"), "{err}");
+        assert!(
+            err.to_string().contains("engine.toml:2: unknown field `remind_lead`"),
+            "{err}"
+        );
         let err = Settings::parse("engine.toml", "cooldown = \"soonish\"\n").unwrap_err();
         assert!(err.to_string().contains("engine.toml:1:"), "{err}");
     }

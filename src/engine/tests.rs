@@ -57,7 +57,9 @@ fn engine_with(settings: Settings) -> Engine {
     let rules = RuleSet::parse(&[("rules.toml".into(), RULES.into())]).unwrap();
     let mut nudges = String::new();
     for k in NudgeKind::ALL {
-        nudges.push_str(&format!("[{k}]\ntitle = \"{k}\"\ntext = \"{{evidence}}|{{due}}|{{phrases}}\"\nsituation = \"s\"\n"));
+        nudges.push_str(&format!(
+            "[{k}]\ntitle = \"{k}\"\ntext = \"{{evidence}}|{{due}}|{{phrases}}\"\nsituation = \"s\"\n"
+        ));
     }
     let prompts = Prompts::parse(("nudges.toml", &nudges), ("phrases.toml", PHRASES)).unwrap();
     Engine::new(rules, prompts, settings)
@@ -82,14 +84,27 @@ impl Chat<'_> {
         self.line += 1;
         let at = t(at);
         let mut out = self.engine.fire_due(at);
-        out.extend(self.engine.observe(&Message { conversation: conv, author: who, role, text, at, source: MessageRef(self.line) }));
+        out.extend(self.engine.observe(&Message {
+            conversation: conv,
+            author: who,
+            role,
+            text,
+            at,
+            source: MessageRef(self.line),
+        }));
         out
     }
     fn customer(&mut self, text: &str, at: &str) -> Vec<NudgeKind> {
-        self.say("c1", "cust", Role::Customer, text, at).iter().map(|n| n.kind).collect()
+        self.say("c1", "cust", Role::Customer, text, at)
+            .iter()
+            .map(|n| n.kind)
+            .collect()
     }
     fn agent(&mut self, text: &str, at: &str) -> Vec<NudgeKind> {
-        self.say("c1", "ana", Role::Agent, text, at).iter().map(|n| n.kind).collect()
+        self.say("c1", "ana", Role::Agent, text, at)
+            .iter()
+            .map(|n| n.kind)
+            .collect()
     }
 }
 
@@ -104,7 +119,13 @@ fn prior_failure_nudges_the_last_agent_with_evidence_and_phrases() {
     let e = engine();
     let mut c = chat(&e);
     c.agent("Hi, how can I help?", "10:00");
-    let n = c.say("c1", "cust", Role::Customer, "Hi. I haven’t received my refund", "10:01");
+    let n = c.say(
+        "c1",
+        "cust",
+        Role::Customer,
+        "Hi. I haven’t received my refund",
+        "10:01",
+    );
     assert_eq!(n.len(), 1);
     let n = &n[0];
     assert_eq!((n.kind, n.category), (PriorFailure, Some(Category::NotReceived)));
@@ -120,7 +141,13 @@ fn prior_failure_nudges_the_last_agent_with_evidence_and_phrases() {
 #[test]
 fn the_first_cue_in_the_text_decides_the_category() {
     let e = engine();
-    let n = chat(&e).say("c1", "cust", Role::Customer, "still waiting, and I haven't received it", "10:00");
+    let n = chat(&e).say(
+        "c1",
+        "cust",
+        Role::Customer,
+        "still waiting, and I haven't received it",
+        "10:00",
+    );
     assert_eq!(n[0].category, Some(Category::StillWaiting));
 }
 
@@ -153,8 +180,18 @@ fn cooldown_stops_repeats_of_a_kind_but_not_other_kinds() {
     assert_eq!(c.customer("I haven't received it", "10:01"), [PriorFailure]);
     assert_eq!(c.customer("still waiting!!", "10:10"), []);
     assert_eq!(c.agent("the courier has it", "10:11"), [ExplainBeforeApology]);
-    assert_eq!(c.customer("still waiting!!", "10:17"), [PriorFailure], "15 minutes later it may fire again");
-    assert_eq!(chat(&e).say("c2", "x", Role::Customer, "I haven't received it", "10:12").len(), 1, "per conversation");
+    assert_eq!(
+        c.customer("still waiting!!", "10:17"),
+        [PriorFailure],
+        "15 minutes later it may fire again"
+    );
+    assert_eq!(
+        chat(&e)
+            .say("c2", "x", Role::Customer, "I haven't received it", "10:12")
+            .len(),
+        1,
+        "per conversation"
+    );
 }
 
 #[test]
@@ -163,13 +200,33 @@ fn explaining_first_instead_or_erasing() {
     let mut c = chat(&e);
     let expect = |c: &mut Chat<'_>, conv: &str, agent_text: &str| {
         c.say(conv, "cust", Role::Customer, "my thing is broken", "10:00");
-        c.say(conv, "ana", Role::Agent, agent_text, "10:01").into_iter().map(|n| n.category).collect::<Vec<_>>()
+        c.say(conv, "ana", Role::Agent, agent_text, "10:01")
+            .into_iter()
+            .map(|n| n.category)
+            .collect::<Vec<_>>()
     };
-    assert_eq!(expect(&mut c, "a", "The courier dropped it, sorry."), [Some(Category::BeforeApology)]);
-    assert_eq!(expect(&mut c, "b", "The courier dropped it."), [Some(Category::InsteadOfApology)]);
-    assert_eq!(expect(&mut c, "c", "Sorry about that, but it's not my fault."), [Some(Category::ApologyErased)]);
-    assert_eq!(expect(&mut c, "d", "I'm so sorry. The courier dropped it."), [], "apology first is fine");
-    assert_eq!(expect(&mut c, "e", "Did the courier leave a card?"), [], "a question is not an excuse");
+    assert_eq!(
+        expect(&mut c, "a", "The courier dropped it, sorry."),
+        [Some(Category::BeforeApology)]
+    );
+    assert_eq!(
+        expect(&mut c, "b", "The courier dropped it."),
+        [Some(Category::InsteadOfApology)]
+    );
+    assert_eq!(
+        expect(&mut c, "c", "Sorry about that, but it's not my fault."),
+        [Some(Category::ApologyErased)]
+    );
+    assert_eq!(
+        expect(&mut c, "d", "I'm so sorry. The courier dropped it."),
+        [],
+        "apology first is fine"
+    );
+    assert_eq!(
+        expect(&mut c, "e", "Did the courier leave a card?"),
+        [],
+        "a question is not an excuse"
+    );
     assert_eq!(expect(&mut c, "f", "Let me check."), []);
 }
 
@@ -189,7 +246,10 @@ fn an_apology_closes_the_problem_until_the_next_complaint() {
     c.agent("I'm sorry to hear that.", "10:01");
     assert_eq!(c.agent("The courier will collect it.", "10:02"), []);
     c.customer("and the replacement is broken too", "10:30");
-    assert_eq!(c.agent("The courier must have dropped it.", "10:31"), [ExplainBeforeApology]);
+    assert_eq!(
+        c.agent("The courier must have dropped it.", "10:31"),
+        [ExplainBeforeApology]
+    );
 }
 
 #[test]
@@ -197,7 +257,10 @@ fn an_erased_apology_does_not_close_the_problem() {
     let e = engine();
     let mut c = chat(&e);
     c.customer("it's broken", "10:00");
-    assert_eq!(c.agent("Sorry, but that's not our fault.", "10:01"), [ExplainBeforeApology]);
+    assert_eq!(
+        c.agent("Sorry, but that's not our fault.", "10:01"),
+        [ExplainBeforeApology]
+    );
     assert_eq!(c.agent("The courier did it.", "10:20"), [ExplainBeforeApology]);
 }
 
@@ -223,7 +286,10 @@ fn promise_with_time_reminds_then_goes_overdue() {
     assert_eq!(e.next_due(), Some(t("14:45")));
     assert!(e.fire_due(t("14:44")).is_empty());
     let r = e.fire_due(t("14:45"));
-    assert_eq!((r.len(), r[0].kind, r[0].at, r[0].source), (1, FollowUpReminder, t("14:45"), MessageRef(1)));
+    assert_eq!(
+        (r.len(), r[0].kind, r[0].at, r[0].source),
+        (1, FollowUpReminder, t("14:45"), MessageRef(1))
+    );
     assert_eq!(r[0].agent.as_ref().unwrap().as_str(), "ana");
     let o = e.fire_due(t("18:00"));
     assert_eq!((o.len(), o[0].kind, o[0].at), (1, FollowUpOverdue, t("15:00")));
@@ -235,7 +301,10 @@ fn promise_with_time_reminds_then_goes_overdue() {
 fn promise_without_time_asks_for_one_and_uses_the_default() {
     let e = engine();
     let n = chat(&e).say("c1", "ana", Role::Agent, "I'll get back to you.", "10:00");
-    assert_eq!(n.iter().map(|n| n.kind).collect::<Vec<_>>(), [FollowUpPromised, FollowUpNoTimeframe]);
+    assert_eq!(
+        n.iter().map(|n| n.kind).collect::<Vec<_>>(),
+        [FollowUpPromised, FollowUpNoTimeframe]
+    );
     assert_eq!(n[0].due.as_ref().unwrap().at, "2026-11-24T10:00:00Z".parse().unwrap());
     assert_eq!(n[0].due.as_ref().unwrap().source, DueSource::Default);
 }
@@ -243,7 +312,9 @@ fn promise_without_time_asks_for_one_and_uses_the_default() {
 #[test]
 fn an_offer_is_not_a_promise() {
     let e = engine();
-    assert!(chat(&e).say("c1", "ana", Role::Agent, "Shall I call you back?", "10:00").is_empty());
+    assert!(chat(&e)
+        .say("c1", "ana", Role::Agent, "Shall I call you back?", "10:00")
+        .is_empty());
 }
 
 #[test]
@@ -283,9 +354,15 @@ fn a_second_promise_within_the_cooldown_updates_the_first() {
     c.agent("I'll get back to you", "10:00");
     assert_eq!(c.agent("I'll call you by 11am", "10:05"), []);
     let open = e.open_promises();
-    assert_eq!((open.len(), open[0].source, open[0].due.at), (1, MessageRef(1), t("11:00")));
+    assert_eq!(
+        (open.len(), open[0].source, open[0].due.at),
+        (1, MessageRef(1), t("11:00"))
+    );
     let fired: Vec<_> = e.fire_due(t("12:00")).into_iter().map(|n| (n.kind, n.source)).collect();
-    assert_eq!(fired, [(FollowUpReminder, MessageRef(1)), (FollowUpOverdue, MessageRef(1))]);
+    assert_eq!(
+        fired,
+        [(FollowUpReminder, MessageRef(1)), (FollowUpOverdue, MessageRef(1))]
+    );
 }
 
 #[test]
@@ -310,7 +387,10 @@ fn the_customer_chasing_the_promise_is_the_overdue_story() {
     c.agent("I'll call you tomorrow", "10:00");
     let n = c.say("c1", "cust", Role::Customer, "you said you'd call me back!!", "10:40");
     assert_eq!(n.len(), 1);
-    assert_eq!((n[0].kind, n[0].source, n[0].evidence.as_str()), (FollowUpOverdue, MessageRef(1), "you said you'd call"));
+    assert_eq!(
+        (n[0].kind, n[0].source, n[0].evidence.as_str()),
+        (FollowUpOverdue, MessageRef(1), "you said you'd call")
+    );
     assert!(e.fire_due(t("23:59")).is_empty() && e.fire_due("2026-11-25T00:00:00Z".parse().unwrap()).is_empty());
     // Still waiting on the order itself is a different failure.
     let e = engine();
@@ -330,7 +410,10 @@ fn a_promise_due_sooner_than_the_lead_gets_only_the_overdue() {
 
 #[test]
 fn settings_change_the_timing() {
-    let settings = Settings { reminder_lead: SignedDuration::from_hours(1), ..Settings::default() };
+    let settings = Settings {
+        reminder_lead: SignedDuration::from_hours(1),
+        ..Settings::default()
+    };
     let e = engine_with(settings);
     chat(&e).agent("I'll call you back by 3pm", "10:00");
     assert_eq!(e.next_due(), Some(t("14:00")));
@@ -361,7 +444,16 @@ fn concurrent_feeding_is_safe_and_complete() {
                 let mut n = 0;
                 for j in 0..200 {
                     let conv = format!("t{i}-{}", j % 10);
-                    n += e.observe(&Message { conversation: &conv, author: "c", role: Role::Customer, text: "I haven't received it", at: t("10:00"), source: MessageRef(j) }).len();
+                    n += e
+                        .observe(&Message {
+                            conversation: &conv,
+                            author: "c",
+                            role: Role::Customer,
+                            text: "I haven't received it",
+                            at: t("10:00"),
+                            source: MessageRef(j),
+                        })
+                        .len();
                 }
                 n
             })

@@ -216,11 +216,8 @@ fn fold_char(c: char) -> Folded {
         // Control bytes that would collide with the stand-ins.
         '\u{0}'..='\u{2}' => b' ',
         c if c.is_ascii() => c as u8,
-        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{2032}' | '\u{02BC}' | '\u{00B4}' => {
-            b'\''
-        }
-        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' | '\u{2033}' | '\u{00AB}'
-        | '\u{00BB}' => b'"',
+        '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}' | '\u{2032}' | '\u{02BC}' | '\u{00B4}' => b'\'',
+        '\u{201C}' | '\u{201D}' | '\u{201E}' | '\u{201F}' | '\u{2033}' | '\u{00AB}' | '\u{00BB}' => b'"',
         '\u{2010}'..='\u{2015}' | '\u{2212}' => b'-',
         '\u{2026}' => return Folded::Ellipsis,
         '\u{00A0}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => b' ',
@@ -260,7 +257,10 @@ mod tests {
 
     #[test]
     fn typography_is_folded() {
-        assert_eq!(scan("I haven’t “received” it – yet…"), "I haven't \"received\" it - yet...");
+        assert_eq!(
+            scan("I haven’t “received” it – yet…"),
+            "I haven't \"received\" it - yet..."
+        );
         assert_eq!(scan("a\u{200B}b\u{00A0}c"), "ab c");
     }
 

@@ -78,29 +78,40 @@ enum Kind {
 }
 
 static DELAY: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?:in|within|inside(?: of)?|in the next|within the next|over the next|give me|give us)\s+(?:about\s+|around\s+|roughly\s+|another\s+)?(an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|forty[- ]?five|forty|ninety|half an?|a couple(?: of)?|couple(?: of)?|a few|few|\d{1,3})\s*(?:more\s+)?(mins?|minutes?|m|hrs?|hours?|h|days?|d|business days?|working days?)\b")
+    re(
+        r"\b(?:in|within|inside(?: of)?|in the next|within the next|over the next|give me|give us)\s+(?:about\s+|around\s+|roughly\s+|another\s+)?(an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|forty[- ]?five|forty|ninety|half an?|a couple(?: of)?|couple(?: of)?|a few|few|\d{1,3})\s*(?:more\s+)?(mins?|minutes?|m|hrs?|hours?|h|days?|d|business days?|working days?)\b",
+    )
 });
 static WITHIN_THE_HOUR: LazyLock<Regex> = LazyLock::new(|| re(r"\bwithin (?:the|an|the next) hour\b"));
 static CLOCK: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?:(by|at|before|around|until|till|til|no later than|latest by|@)\s*)?(\d{1,2})(?:[:.](\d{2}))?\s*(a\.?m\.?|p\.?m\.?|o'?clock|hrs)?(?:\s|$|[^\w:])|\b(?:by|at|before|around)\s+(noon|midday|lunch(?:time)?)\b")
+    re(
+        r"\b(?:(by|at|before|around|until|till|til|no later than|latest by|@)\s*)?(\d{1,2})(?:[:.](\d{2}))?\s*(a\.?m\.?|p\.?m\.?|o'?clock|hrs)?(?:\s|$|[^\w:])|\b(?:by|at|before|around)\s+(noon|midday|lunch(?:time)?)\b",
+    )
 });
 static TOMORROW: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(?:tomorrow|tomorow|tommorow|tommorrow|tomorro|tmrw|tmr|tmrrw|2moro|2morrow|tomoz)\b"));
 static TODAY: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:today|2day|tday|this afternoon)\b"));
 static EOD: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?:end of (?:the |to)?(?:business )?day|eod|cob|close of business|end of business|before (?:we|i) (?:close|leave|log off|sign off))\b")
+    re(
+        r"\b(?:end of (?:the |to)?(?:business )?day|eod|cob|close of business|end of business|before (?:we|i) (?:close|leave|log off|sign off))\b",
+    )
 });
 static MORNING: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:first thing|morning)\b"));
 static EVENING: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:tonight|tonite|this evening|in the evening)\b"));
 static LATER_TODAY: LazyLock<Regex> =
     LazyLock::new(|| re(r"\blater (?:on )?(?:today|this afternoon|this morning|in the day)\b"));
 static SOON: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?:shortly|soon|asap|a\.s\.a\.p|as soon as (?:possible|i can|we can|i know|i hear)|right away|straight away|in a (?:bit|little while|while)|in a short while|in due course)\b")
+    re(
+        r"\b(?:shortly|soon|asap|a\.s\.a\.p|as soon as (?:possible|i can|we can|i know|i hear)|right away|straight away|in a (?:bit|little while|while)|in a short while|in due course)\b",
+    )
 });
 static WEEKDAY: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(mon|monday|tue|tues|tuesday|wed|weds|wednesday|thu|thur|thurs|thursday|fri|friday|sat|saturday|sun|sunday)\b")
+    re(
+        r"\b(mon|monday|tue|tues|tuesday|wed|weds|wednesday|thu|thur|thurs|thursday|fri|friday|sat|saturday|sun|sunday)\b",
+    )
 });
-static NEXT_WEEK: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:next week|early next week|by the end of the week|end of (?:the |this )?week)\b"));
+static NEXT_WEEK: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(?:next week|early next week|by the end of the week|end of (?:the |this )?week)\b"));
 
 fn re(pattern: &str) -> Regex {
     regex::bytes::RegexBuilder::new(pattern)
@@ -175,7 +186,11 @@ impl Timeframe {
                     _ => n * 24 * 60,
                 };
                 // "half an hour": the count word carries the half.
-                let minutes = if text(&c[1]).starts_with("half") { minutes / 2 } else { minutes };
+                let minutes = if text(&c[1]).starts_with("half") {
+                    minutes / 2
+                } else {
+                    minutes
+                };
                 if minutes > 0 {
                     note(&mut words, c.get(0).expect("match"));
                     return Some(Timeframe::new(Kind::After(SignedDuration::from_mins(minutes)), words));
@@ -197,7 +212,10 @@ impl Timeframe {
                 break;
             }
             let hour: i8 = text(&c[2]).parse().unwrap_or(99);
-            let minute: i8 = c.get(3).map_or(Some(0), |m| text(m.as_bytes()).parse().ok()).unwrap_or(99);
+            let minute: i8 = c
+                .get(3)
+                .map_or(Some(0), |m| text(m.as_bytes()).parse().ok())
+                .unwrap_or(99);
             let suffix = c.get(4).map(|m| text(m.as_bytes()).to_string());
             // A bare number is a time only after "by/at/before…" ("by 4"), never "2 items".
             if c.get(1).is_none() && suffix.is_none() && c.get(3).is_none() {
@@ -214,7 +232,12 @@ impl Timeframe {
             if let Ok(t) = Time::new(hour, minute, 0, 0) {
                 clock = Some(t);
                 let m = c.get(0).expect("match");
-                let end = m.end() - usize::from(m.as_bytes().last().is_some_and(|b| !b.is_ascii_alphanumeric() && *b != b'.'));
+                let end = m.end()
+                    - usize::from(
+                        m.as_bytes()
+                            .last()
+                            .is_some_and(|b| !b.is_ascii_alphanumeric() && *b != b'.'),
+                    );
                 words.push((m.start(), text(&sentence[m.start()..end]).trim().to_string()));
                 break;
             }
@@ -309,7 +332,9 @@ impl Timeframe {
                         local(today.tomorrow().unwrap_or(today), time)
                     }
                     // "by Friday" late on Friday: next Friday.
-                    (Some(Day::Weekday(_)), _, _) => local(date.checked_add(jiff::Span::new().days(7)).unwrap_or(date), time),
+                    (Some(Day::Weekday(_)), _, _) => {
+                        local(date.checked_add(jiff::Span::new().days(7)).unwrap_or(date), time)
+                    }
                     // "end of day" said after hours: a few hours, as for "later today".
                     _ => None,
                 }
@@ -335,52 +360,124 @@ mod tests {
 
     #[test]
     fn delays() {
-        assert_eq!(due("I'll call you back in 2 hours", "10:00").unwrap(), "2026-11-23T12:00:00Z");
-        assert_eq!(due("will update u within 30 mins", "10:00").unwrap(), "2026-11-23T10:30:00Z");
-        assert_eq!(due("I'll ring you in half an hour", "10:00").unwrap(), "2026-11-23T10:30:00Z");
-        assert_eq!(due("back to you within the hour", "10:00").unwrap(), "2026-11-23T11:00:00Z");
-        assert_eq!(due("I'll email you in a couple of days", "10:00").unwrap(), "2026-11-25T10:00:00Z");
-        assert_eq!(due("I'll get back to you within 24 hrs", "10:00").unwrap(), "2026-11-24T10:00:00Z");
+        assert_eq!(
+            due("I'll call you back in 2 hours", "10:00").unwrap(),
+            "2026-11-23T12:00:00Z"
+        );
+        assert_eq!(
+            due("will update u within 30 mins", "10:00").unwrap(),
+            "2026-11-23T10:30:00Z"
+        );
+        assert_eq!(
+            due("I'll ring you in half an hour", "10:00").unwrap(),
+            "2026-11-23T10:30:00Z"
+        );
+        assert_eq!(
+            due("back to you within the hour", "10:00").unwrap(),
+            "2026-11-23T11:00:00Z"
+        );
+        assert_eq!(
+            due("I'll email you in a couple of days", "10:00").unwrap(),
+            "2026-11-25T10:00:00Z"
+        );
+        assert_eq!(
+            due("I'll get back to you within 24 hrs", "10:00").unwrap(),
+            "2026-11-24T10:00:00Z"
+        );
     }
 
     #[test]
     fn clock_times() {
-        assert_eq!(due("I'll call you back by 3pm", "10:00").unwrap(), "2026-11-23T15:00:00Z");
-        assert_eq!(due("I'll call you back by 3pm", "16:00").unwrap(), "2026-11-24T15:00:00Z");
-        assert_eq!(due("I'll email you by 3:30 p.m.", "10:00").unwrap(), "2026-11-23T15:30:00Z");
-        assert_eq!(due("I'll get back to you at 10am tomorrow", "16:00").unwrap(), "2026-11-24T10:00:00Z");
+        assert_eq!(
+            due("I'll call you back by 3pm", "10:00").unwrap(),
+            "2026-11-23T15:00:00Z"
+        );
+        assert_eq!(
+            due("I'll call you back by 3pm", "16:00").unwrap(),
+            "2026-11-24T15:00:00Z"
+        );
+        assert_eq!(
+            due("I'll email you by 3:30 p.m.", "10:00").unwrap(),
+            "2026-11-23T15:30:00Z"
+        );
+        assert_eq!(
+            due("I'll get back to you at 10am tomorrow", "16:00").unwrap(),
+            "2026-11-24T10:00:00Z"
+        );
         assert_eq!(due("expect my call by 4", "10:00").unwrap(), "2026-11-23T16:00:00Z");
-        assert_eq!(due("I'll update you before 14:00", "10:00").unwrap(), "2026-11-23T14:00:00Z");
+        assert_eq!(
+            due("I'll update you before 14:00", "10:00").unwrap(),
+            "2026-11-23T14:00:00Z"
+        );
         assert_eq!(due("I'll call you by noon", "10:00").unwrap(), "2026-11-23T12:00:00Z");
     }
 
     #[test]
     fn days_and_parts_of_days() {
-        assert_eq!(due("I'll call you back tomorrow", "10:00").unwrap(), "2026-11-24T17:00:00Z");
+        assert_eq!(
+            due("I'll call you back tomorrow", "10:00").unwrap(),
+            "2026-11-24T17:00:00Z"
+        );
         assert_eq!(due("I'll call you tmrw", "10:00").unwrap(), "2026-11-24T17:00:00Z");
-        assert_eq!(due("I'll call you tomorrow morning", "10:00").unwrap(), "2026-11-24T09:00:00Z");
-        assert_eq!(due("first thing I'll email you", "10:00").unwrap(), "2026-11-23T09:00:00Z".replace("23T09", "24T09"));
-        assert_eq!(due("I'll get back to you by Friday", "10:00").unwrap(), "2026-11-27T17:00:00Z");
-        assert_eq!(due("I'll get back to you by Monday", "18:00").unwrap(), "2026-11-30T17:00:00Z");
-        assert_eq!(due("I'll update you by end of day", "10:00").unwrap(), "2026-11-23T17:00:00Z");
+        assert_eq!(
+            due("I'll call you tomorrow morning", "10:00").unwrap(),
+            "2026-11-24T09:00:00Z"
+        );
+        assert_eq!(
+            due("first thing I'll email you", "10:00").unwrap(),
+            "2026-11-23T09:00:00Z".replace("23T09", "24T09")
+        );
+        assert_eq!(
+            due("I'll get back to you by Friday", "10:00").unwrap(),
+            "2026-11-27T17:00:00Z"
+        );
+        assert_eq!(
+            due("I'll get back to you by Monday", "18:00").unwrap(),
+            "2026-11-30T17:00:00Z"
+        );
+        assert_eq!(
+            due("I'll update you by end of day", "10:00").unwrap(),
+            "2026-11-23T17:00:00Z"
+        );
         assert_eq!(due("update by EOD", "10:00").unwrap(), "2026-11-23T17:00:00Z");
         assert_eq!(due("I'll let you know today", "10:00").unwrap(), "2026-11-23T17:00:00Z");
-        assert_eq!(due("I'll email you next week", "10:00").unwrap(), "2026-11-30T17:00:00Z");
-        assert_eq!(due("I'll message you tonight", "10:00").unwrap(), "2026-11-23T20:00:00Z");
+        assert_eq!(
+            due("I'll email you next week", "10:00").unwrap(),
+            "2026-11-30T17:00:00Z"
+        );
+        assert_eq!(
+            due("I'll message you tonight", "10:00").unwrap(),
+            "2026-11-23T20:00:00Z"
+        );
     }
 
     #[test]
     fn later_today_is_capped_at_end_of_day() {
-        assert_eq!(due("I'll call you later today", "10:00").unwrap(), "2026-11-23T14:00:00Z");
-        assert_eq!(due("I'll call you later today", "15:00").unwrap(), "2026-11-23T17:00:00Z");
+        assert_eq!(
+            due("I'll call you later today", "10:00").unwrap(),
+            "2026-11-23T14:00:00Z"
+        );
+        assert_eq!(
+            due("I'll call you later today", "15:00").unwrap(),
+            "2026-11-23T17:00:00Z"
+        );
         // After hours there is no end of day left to cap at.
-        assert_eq!(due("I'll call you later today", "18:00").unwrap(), "2026-11-23T22:00:00Z");
-        assert_eq!(due("I'll update you by end of day", "18:00").unwrap(), "2026-11-23T22:00:00Z");
+        assert_eq!(
+            due("I'll call you later today", "18:00").unwrap(),
+            "2026-11-23T22:00:00Z"
+        );
+        assert_eq!(
+            due("I'll update you by end of day", "18:00").unwrap(),
+            "2026-11-23T22:00:00Z"
+        );
     }
 
     #[test]
     fn soon() {
-        assert_eq!(due("I'll get back to you shortly", "10:00").unwrap(), "2026-11-23T11:00:00Z");
+        assert_eq!(
+            due("I'll get back to you shortly", "10:00").unwrap(),
+            "2026-11-23T11:00:00Z"
+        );
         assert_eq!(due("will update asap", "10:00").unwrap(), "2026-11-23T11:00:00Z");
     }
 

@@ -1,0 +1,65 @@
+//! Shared by the benchmarks: the message stream they measure.
+//!
+//! The shared e-commerce complaint corpus beside the project when it is there (71,686 messages),
+//! otherwise a generated stream of the same shape, so `cargo bench` runs on any clone.
+
+use std::path::PathBuf;
+
+use backstop::config::Sources;
+use backstop::engine::Engine;
+use backstop::transcript::{parse_all, Record};
+
+pub fn corpus_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/ecommerce-complaints.jsonl")
+}
+
+/// The benchmark stream and a name saying where it came from.
+pub fn stream() -> (Vec<Record>, String) {
+    let path = corpus_path();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let records = parse_all(&text)
+            .expect("corpus parses")
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        return (records, "shared corpus".into());
+    }
+    (generated(60_000), "generated stream".into())
+}
+
+/// A stream shaped like a busy support day: the example day's messages, over and over, in new
+/// conversations, with a sprinkling of non-ASCII text.
+pub fn generated(n: usize) -> Vec<Record> {
+    let day = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/support-day.jsonl"))
+        .expect("example day");
+    let base: Vec<Record> = parse_all(&day)
+        .expect("example parses")
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    let start = base[0].ts;
+    (0..n)
+        .map(|i| {
+            let round = i / base.len();
+            let mut r = base[i % base.len()].clone();
+            r.conversation = format!("{}-{round}", r.conversation);
+            r.ts = start
+                .checked_add(jiff::SignedDuration::from_secs(i as i64 * 7))
+                .expect("in range");
+            if i % 50 == 0 {
+                r.text.push_str(" — merci 🙏 ₹500");
+            }
+            r
+        })
+        .collect()
+}
+
+pub fn engine() -> Engine {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Sources {
+        config: Some(root.join("config")),
+        prompts: Some(root.join("prompts")),
+    }
+    .engine()
+    .expect("shipped config loads")
+}

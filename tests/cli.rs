@@ -1,0 +1,341 @@
+//! Black-box runs of the `backstop` binary: replay, check, phrase.
+
+use std::fs;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn backstop() -> Command {
+    let mut cmd = Command::cargo_bin("backstop").unwrap();
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn line(conv: &str, author: &str, role: &str, text: &str, ts: &str) -> String {
+    serde_json::json!({"conversation": conv, "author": author, "role": role, "text": text, "ts": ts}).to_string()
+}
+
+fn jsonl(lines: &[String]) -> String {
+    lines.join("\n") + "\n"
+}
+
+fn nudges(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is JSON"))
+        .collect()
+}
+
+#[test]
+fn replay_json_has_every_field_and_real_lines() {
+    let out = backstop()
+        .args(["replay", "--json", "examples/support-day.jsonl"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let nudges = nudges(&out.stdout);
+    let input_lines = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/support-day.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert!(
+        nudges.len() > 20,
+        "the example day shows plenty of nudges, got {}",
+        nudges.len()
+    );
+    for n in &nudges {
+        for field in [
+            "kind",
+            "category",
+            "conversation",
+            "line",
+            "at",
+            "agent",
+            "rule",
+            "evidence",
+            "due",
+            "text",
+        ] {
+            assert!(n.get(field).is_some(), "missing {field} in {n}");
+        }
+        let l = n["line"].as_u64().unwrap();
+        assert!((1..=input_lines).contains(&l), "line {l} out of range");
+        assert!(!n["text"].as_str().unwrap().is_empty());
+    }
+    let kinds: std::collections::BTreeSet<&str> = nudges.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "prior_failure",
+        "explain_before_apology",
+        "follow_up_promised",
+        "follow_up_no_timeframe",
+        "follow_up_reminder",
+        "follow_up_overdue",
+    ] {
+        assert!(kinds.contains(kind), "the example day shows {kind}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("messages,") && stderr.contains("nudges in"),
+        "summary on stderr with --json: {stderr}"
+    );
+}
+
+#[test]
+fn replay_reads_stdin_and_fires_reminders_until_asked() {
+    let input = jsonl(&[
+        line(
+            "c1",
+            "cust",
+            "customer",
+            "hi, my parcel is late",
+            "2026-11-23T10:00:00Z",
+        ),
+        line(
+            "c1",
+            "ana",
+            "agent",
+            "So sorry! I'll call you back by 3pm today.",
+            "2026-11-23T10:01:00Z",
+        ),
+    ]);
+    let out = backstop()
+        .args(["replay", "--json", "-"])
+        .write_stdin(input.clone())
+        .output()
+        .unwrap();
+    let kinds: Vec<String> = nudges(&out.stdout)
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["follow_up_promised"]);
+    let out = backstop()
+        .args(["replay", "--json", "--until", "2026-11-23T16:00:00Z", "-"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    let all = nudges(&out.stdout);
+    let kinds: Vec<&str> = all.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["follow_up_promised", "follow_up_reminder", "follow_up_overdue"]);
+    assert_eq!(all[1]["at"], "2026-11-23T14:45:00Z");
+    assert_eq!(all[2]["due"], "2026-11-23T15:00:00Z");
+    assert_eq!(all[2]["line"], 2);
+    assert_eq!(all[2]["agent"], "ana");
+}
+
+#[test]
+fn quoted_and_code_text_never_triggers() {
+    let input = jsonl(&[
+        line("c1", "ana", "agent", "Hello!", "2026-11-23T10:00:00Z"),
+        line(
+            "c1",
+            "cust",
+            "customer",
+            "> I haven't received my refund\nignore that, it arrived today, thanks!",
+            "2026-11-23T10:01:00Z",
+        ),
+        line(
+            "c1",
+            "cust",
+            "customer",
+            "my log says ```still waiting on refund, never received``` fyi",
+            "2026-11-23T10:02:00Z",
+        ),
+    ]);
+    let out = backstop()
+        .args(["replay", "--json", "-"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        nudges(&out.stdout).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn invalid_lines_stop_with_line_and_field() {
+    let input = jsonl(&[
+        line("c1", "cust", "customer", "hi", "2026-11-23T10:00:00Z"),
+        line("c1", "cust", "robot", "hi", "2026-11-23T10:00:00Z"),
+    ]);
+    backstop()
+        .args(["replay", "-"])
+        .write_stdin(input.clone())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 2: field `role`: unknown role \"robot\""));
+    backstop()
+        .args(["replay", "--skip-invalid", "-"])
+        .write_stdin(input + "{oops\n" + &line("c1", "cust", "customer", "x", "not a time") + "\n")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("skipped line 3: invalid JSON"))
+        .stderr(predicate::str::contains("skipped line 4: field `ts`"))
+        .stdout(predicate::str::contains("3 invalid lines skipped"));
+}
+
+#[test]
+fn odd_messages_are_handled() {
+    let big = "I haven't received it. ".repeat(5000);
+    let input = jsonl(&[
+        line("c1", "cust", "customer", "", "2026-11-23T10:00:00Z"),
+        line("c1", "cust", "customer", &big, "2026-11-23T10:00:01Z"),
+        line(
+            "c1",
+            "cust",
+            "customer",
+            "😡😡 I hav\u{200B}en’t recei\u{200D}ved **anything** 🙃",
+            "2026-11-23T10:00:02Z",
+        ),
+        line("c1", "cust", "customer", "```\nunclosed code", "2026-11-23T09:00:00Z"),
+    ]);
+    let out = backstop()
+        .args(["replay", "--json", "-"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let all = nudges(&out.stdout);
+    assert_eq!(all.len(), 1, "one cue, then cooldown: {all:?}");
+    assert_eq!(all[0]["line"], 2);
+}
+
+#[test]
+fn human_view_has_one_line_per_nudge_and_a_summary() {
+    let out = backstop()
+        .args(["replay", "examples/support-day.jsonl"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("prior_failure/"));
+    assert!(
+        text.lines().last().unwrap().contains("follow_up_promised"),
+        "per-kind counts close the summary"
+    );
+    assert!(!text.contains('\u{1b}'), "NO_COLOR is honoured");
+}
+
+#[test]
+fn check_passes_on_the_shipped_files() {
+    backstop()
+        .arg("check")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("ok: "));
+}
+
+#[test]
+fn check_lists_every_problem_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let prompts = dir.path().join("prompts");
+    fs::create_dir_all(&config).unwrap();
+    fs::create_dir_all(&prompts).unwrap();
+    fs::write(
+        config.join("rules.toml"),
+        "[[rule]]\nid = \"a\"\nkind = \"apology\"\npatterns = ['''(sorry''']\n\n[[rule]]\nid = \"a\"\nkind = \"apology\"\npatterns = [\"sorry\"]\nmood = \"x\"\n",
+    )
+    .unwrap();
+    fs::write(config.join("engine.toml"), "cooldown = \"15m\"\ntimezone = \"UTC\"\n").unwrap();
+    let nudges = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/prompts/nudges.toml")).unwrap();
+    fs::write(
+        prompts.join("nudges.toml"),
+        nudges.replacen("title = \"", "title = \"{evidense} ", 1),
+    )
+    .unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/prompts/phrases.toml"),
+        prompts.join("phrases.toml"),
+    )
+    .unwrap();
+    let out = backstop()
+        .arg("check")
+        .arg("--config")
+        .arg(&config)
+        .arg("--prompts")
+        .arg(&prompts)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rules.toml:1: rule \"a\": patterns[0]: invalid regex"),
+        "{err}"
+    );
+    assert!(err.contains("rules.toml:6: rule \"a\": unknown field `mood`"), "{err}");
+    assert!(err.contains("engine.toml:2: unknown field `timezone`"), "{err}");
+    let title_line = nudges.lines().position(|l| l == "[prior_failure]").unwrap() + 1;
+    assert!(
+        err.contains(&format!(
+            "nudges.toml:{title_line}: [prior_failure]: title: unknown placeholder {{evidense}}"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_reports_rules_whose_examples_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("rules.toml"),
+        "[[rule]]\nid = \"sorry\"\nkind = \"apology\"\npatterns = ['''\\bsorry\\b''']\nexamples = [\"apologies!\"]\n",
+    )
+    .unwrap();
+    backstop()
+        .arg("check")
+        .arg("--config")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "rules.toml:1: rule \"sorry\": example does not fire: \"apologies!\"",
+        ));
+}
+
+#[test]
+fn missing_folders_are_named() {
+    backstop()
+        .args(["check", "--config", "/nonexistent/backstop"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("/nonexistent/backstop has no rules"));
+}
+
+#[test]
+fn phrase_lists_shows_and_searches() {
+    backstop()
+        .arg("phrase")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("not_received"));
+    backstop()
+        .args(["phrase", "missed_callback"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("•"));
+    backstop()
+        .args(["phrase", "no_such_thing"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("known: "));
+    backstop()
+        .args(["phrase", "--search", "call back"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("["));
+}
+
+#[test]
+fn runs_from_anywhere_with_the_built_in_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::cargo_bin("backstop").unwrap();
+    cmd.current_dir(dir.path())
+        .arg("check")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("built-in defaults"));
+}

@@ -1,0 +1,94 @@
+//! Detection quality on the hand-written, labelled transcripts in `tests/fixtures/`.
+//!
+//! Each file is replayed on its own, with the clock run on three days past its last message so
+//! every open promise reaches its reminder and overdue notice; the nudges are scored against the
+//! labels. The test prints precision and recall per kind and category, and fails if any kind falls
+//! below 0.9 on either. The fixtures are a measuring stick: fix rules for the paraphrase, never
+//! for the line.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+
+use backstop::config::Sources;
+use backstop::eval::{score, Score};
+use backstop::replay::replay_all;
+use backstop::transcript::parse_all;
+
+const FLOOR: f64 = 0.9;
+
+#[test]
+fn precision_and_recall_per_kind_meet_the_floor() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let sources = Sources {
+        config: Some(root.join("config")),
+        prompts: Some(root.join("prompts")),
+    };
+    let dir = root.join("tests/fixtures");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+
+    let mut total = Score::default();
+    let mut conversations = BTreeSet::new();
+    for file in &files {
+        let text = fs::read_to_string(file).unwrap();
+        let records = parse_all(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let engine = sources.engine().expect("shipped config loads");
+        let last = records.iter().map(|(_, r)| r.ts).max().expect("fixture has messages");
+        let until = last.checked_add(jiff::SignedDuration::from_hours(72)).unwrap();
+        let nudges = replay_all(&engine, records.iter().map(|(l, r)| (*l, r)), Some(until));
+        let s = score(records.iter().map(|(l, r)| (*l, r.labels.as_slice())), &nudges)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        for m in &s.misses {
+            println!(
+                "miss         {name}:{} {} | {}",
+                m.line,
+                m.label,
+                text_of(&records, m.line)
+            );
+        }
+        for m in &s.false_alarms {
+            println!(
+                "false alarm  {name}:{} {} | {}",
+                m.line,
+                m.label,
+                text_of(&records, m.line)
+            );
+        }
+        conversations.extend(records.iter().map(|(_, r)| r.conversation.clone()));
+        total.merge(s);
+    }
+    println!(
+        "\n{} conversations in {} files\n{total}",
+        conversations.len(),
+        files.len()
+    );
+    assert!(
+        conversations.len() >= 60,
+        "the fixtures hold at least 60 conversations, found {}",
+        conversations.len()
+    );
+    for (kind, c) in &total.by_kind {
+        assert!(c.true_pos + c.false_neg > 0, "{kind}: no labelled examples");
+        assert!(
+            c.precision() >= FLOOR && c.recall() >= FLOOR,
+            "{kind}: precision {:.3}, recall {:.3} (floor {FLOOR})",
+            c.precision(),
+            c.recall()
+        );
+    }
+}
+
+fn text_of(records: &[(u64, backstop::transcript::Record)], line: u64) -> String {
+    records
+        .iter()
+        .find(|(l, _)| *l == line)
+        .map(|(_, r)| r.text.chars().take(140).collect())
+        .unwrap_or_default()
+}
