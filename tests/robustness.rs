@@ -2,13 +2,17 @@
 //! nudge points at a message that was really fed to it.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
 
 use proptest::prelude::*;
 
 use backstop::config::Sources;
 use backstop::engine::{Engine, Message, MessageRef, NudgeKind, Role};
 
-fn engine() -> Engine {
+/// One engine for every case (compiling the rule book per case would dominate the run); each case
+/// gets conversations of its own, so cases cannot see each other's state.
+static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     Sources {
         config: Some(root.join("config")),
@@ -16,6 +20,11 @@ fn engine() -> Engine {
     }
     .engine()
     .expect("shipped config loads")
+});
+static CASE: AtomicUsize = AtomicUsize::new(0);
+
+fn fresh_case() -> usize {
+    CASE.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Text that mixes cue words, markdown, quotes, code fences, emoji and odd Unicode.
@@ -78,13 +87,14 @@ proptest! {
 
     #[test]
     fn never_panics_and_nudges_point_at_real_lines(msgs in prop::collection::vec(message(), 1..40), until in 0i64..100_000) {
-        let engine = engine();
+        let engine = &*ENGINE;
+        let case = fresh_case();
         let base: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let mut fed = BTreeSet::new();
         let mut nudges = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
             let at = base.checked_add(jiff::SignedDuration::from_mins(m.minute)).unwrap();
-            let conv = format!("c{}", m.conversation);
+            let conv = format!("case{case}-c{}", m.conversation);
             let line = i as u64 + 1;
             fed.insert(line);
             nudges.extend(engine.fire_due(at));
@@ -97,10 +107,11 @@ proptest! {
                 source: MessageRef(line),
             }));
             let _ = engine.claim(&conv, "agent-2", at);
-            engine.forget_idle(at);
         }
         nudges.extend(engine.fire_due(base.checked_add(jiff::SignedDuration::from_mins(until)).unwrap()));
-        for n in &nudges {
+        // Other cases' reminders may fire here too: judge only this case's conversations.
+        let prefix = format!("case{case}-");
+        for n in nudges.iter().filter(|n| n.conversation.as_str().starts_with(&prefix)) {
             prop_assert!(fed.contains(&n.source.0), "nudge for line {} never fed", n.source.0);
             prop_assert!(!n.text.is_empty());
             prop_assert!(n.kind.categories().is_empty() == n.category.is_none(), "{:?} {:?}", n.kind, n.category);
@@ -109,10 +120,11 @@ proptest! {
 
     #[test]
     fn evidence_is_always_the_authors_own_words(text in chat_text()) {
-        let engine = engine();
+        let engine = &*ENGINE;
+        let conv = format!("case{}", fresh_case());
         let at: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         for role in [Role::Customer, Role::Agent] {
-            for n in engine.observe(&Message { conversation: "c", author: "a", role, text: &text, at, source: MessageRef(1) }) {
+            for n in engine.observe(&Message { conversation: &conv, author: "a", role, text: &text, at, source: MessageRef(1) }) {
                 if n.kind != NudgeKind::FollowUpNoTimeframe && n.kind != NudgeKind::FollowUpPromised {
                     prop_assert!(text.contains(&n.evidence), "evidence {:?} not in {:?}", n.evidence, text);
                 }

@@ -3,8 +3,15 @@
 //! Each case is one short exchange run through the real engine with the real config; the
 //! assertion is the nudge kinds (and categories) that come out of its last message.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
+
 use backstop::config::Sources;
 use backstop::engine::{Category, Engine, Message, MessageRef, Nudge, NudgeKind, Role};
+
+/// One engine shared by every case; each case runs in a conversation of its own.
+static ENGINE: LazyLock<Engine> = LazyLock::new(engine);
+static CONVERSATION: AtomicUsize = AtomicUsize::new(0);
 
 fn engine() -> Engine {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -18,14 +25,15 @@ fn engine() -> Engine {
 
 /// Runs `turns` (role, text) one minute apart in a fresh conversation; returns the last turn's nudges.
 fn last(turns: &[(Role, &str)]) -> Vec<Nudge> {
-    let e = engine();
+    let e = &*ENGINE;
+    let conversation = format!("c{}", CONVERSATION.fetch_add(1, Ordering::Relaxed));
     let base: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
     let mut out = Vec::new();
     for (i, (role, text)) in turns.iter().enumerate() {
         let author = if *role == Role::Agent { "agent" } else { "customer" };
         let at = base.checked_add(jiff::SignedDuration::from_mins(i as i64)).unwrap();
         out = e.observe(&Message {
-            conversation: "c",
+            conversation: &conversation,
             author,
             role: *role,
             text,
