@@ -25,7 +25,7 @@ use dashmap::DashMap;
 use jiff::Timestamp;
 
 pub use model::{Category, ConversationId, Due, DueSource, Message, MessageRef, Nudge, NudgeKind, Role, UserId};
-pub use problem::{Problem, Problems};
+pub use problem::{line_of, toml_problem, Problem, Problems};
 pub use prompts::{Prompts, Situation, Template, Values};
 pub use rules::{Hit, Rule, RuleKind, RuleSet};
 pub use settings::Settings;
@@ -40,8 +40,8 @@ const QUOTE_CHARS: usize = 160;
 /// The coaching engine. Share it behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]
 pub struct Engine {
-    rules: RuleSet,
-    prompts: Prompts,
+    rules: Arc<RuleSet>,
+    prompts: Arc<Prompts>,
     settings: Settings,
     conversations: DashMap<ConversationId, Conversation>,
     schedule: Mutex<BTreeSet<Deadline>>,
@@ -62,6 +62,11 @@ pub struct OpenPromise {
 
 impl Engine {
     pub fn new(rules: RuleSet, prompts: Prompts, settings: Settings) -> Engine {
+        Engine::shared(Arc::new(rules), Arc::new(prompts), settings)
+    }
+
+    /// An engine with its own state and settings, sharing compiled rules and prompts (one per guild).
+    pub fn shared(rules: Arc<RuleSet>, prompts: Arc<Prompts>, settings: Settings) -> Engine {
         Engine {
             rules,
             prompts,
@@ -78,6 +83,11 @@ impl Engine {
 
     pub fn prompts(&self) -> &Prompts {
         &self.prompts
+    }
+
+    /// A new engine with the same rules and prompts but other settings and empty state.
+    pub fn with_settings(&self, settings: Settings) -> Engine {
+        Engine::shared(self.rules.clone(), self.prompts.clone(), settings)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -312,6 +322,24 @@ impl Engine {
             }
             None => false,
         }
+    }
+
+    /// Moves a conversation's open promise to be due at `until` (the agent pressed Snooze); its
+    /// reminder and overdue notice fire again for the new time. Returns whether there was one.
+    pub fn snooze(&self, conversation: &str, until: Timestamp) -> bool {
+        let Some(mut conv) = self.conversations.get_mut(conversation) else {
+            return false;
+        };
+        let id = conv.key().clone();
+        let Some(promise) = conv.promise.as_deref_mut() else {
+            return false;
+        };
+        self.unschedule(&id, promise);
+        promise.due.at = until;
+        promise.reminded = false;
+        promise.overdue = false;
+        self.schedule_next(&id, promise);
+        true
     }
 
     /// Every open promise, soonest due first.

@@ -348,6 +348,18 @@ fn done_closes_the_promise() {
 }
 
 #[test]
+fn snooze_moves_the_promise_and_rearms_its_reminders() {
+    let e = engine();
+    chat(&e).agent("I'll call you back by 3pm", "14:00");
+    assert_eq!(e.fire_due(t("14:45")).len(), 1);
+    assert!(e.snooze("c1", t("15:45")));
+    assert!(e.fire_due(t("15:00")).is_empty(), "the old due time no longer fires");
+    let kinds: Vec<_> = e.fire_due(t("16:00")).into_iter().map(|n| (n.kind, n.at)).collect();
+    assert_eq!(kinds, [(FollowUpReminder, t("15:30")), (FollowUpOverdue, t("15:45"))]);
+    assert!(!e.snooze("nope", t("16:00")));
+}
+
+#[test]
 fn a_second_promise_within_the_cooldown_updates_the_first() {
     let e = engine();
     let mut c = chat(&e);

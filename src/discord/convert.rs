@@ -1,0 +1,29 @@
+//! Conversions from serenity's types to Backstop's: the one place that knows both.
+
+use serenity::all::{ChannelType, GuildChannel};
+
+/// What Backstop needs to know about a channel to decide whether it is watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub parent: Option<u64>,
+    pub is_thread: bool,
+}
+
+impl ChannelInfo {
+    pub fn of(c: &GuildChannel) -> ChannelInfo {
+        ChannelInfo {
+            parent: c.parent_id.map(|p| p.get()),
+            is_thread: matches!(
+                c.kind,
+                ChannelType::PublicThread | ChannelType::PrivateThread | ChannelType::NewsThread
+            ),
+        }
+    }
+}
+
+/// A Discord timestamp as the engine's time.
+pub fn timestamp(t: &serenity::all::Timestamp) -> jiff::Timestamp {
+    t.to_rfc3339()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| jiff::Timestamp::from_second(t.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
+}
