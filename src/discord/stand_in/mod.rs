@@ -273,11 +273,12 @@ impl StandIn {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.shared.changed.notified();
-            if check(&self.shared.lock().requests) {
+            // Check a snapshot: `check` may itself ask the stand-in things, which takes the lock.
+            if check(&self.requests()) {
                 return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return check(&self.shared.lock().requests);
+                return check(&self.requests());
             }
         }
     }

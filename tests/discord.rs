@@ -1,0 +1,424 @@
+//! End-to-end: the real serenity client, the real engine and config, against the local Discord
+//! stand-in over loopback. Time is a hand-moved clock, so "due at 3pm" is checked without waiting.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use backstop::config::Sources;
+use backstop::discord::clock::{Clock, ManualClock};
+use backstop::discord::config::{BotConfig, Token};
+use backstop::discord::stand_in::{
+    message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, Recorded, RoleSpec, StandIn,
+};
+use backstop::discord::{start, Endpoint, Running};
+
+const GUILD: u64 = 900_000_000_000_000_001;
+const AGENT_ROLE: u64 = 900_000_000_000_000_010;
+const CATEGORY: u64 = 900_000_000_000_000_100;
+const TICKET: u64 = 900_000_000_000_000_101;
+const SUPPORT: u64 = 900_000_000_000_000_102;
+const THREAD: u64 = 900_000_000_000_000_103;
+const UNWATCHED: u64 = 900_000_000_000_000_104;
+const COACHING: u64 = 900_000_000_000_000_105;
+const ANA: u64 = 900_000_000_000_001_001;
+const BEN: u64 = 900_000_000_000_001_002;
+const CUST: u64 = 900_000_000_000_002_001;
+const OTHER_BOT: u64 = 900_000_000_000_003_001;
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Setup {
+    stand_in: StandIn,
+    clock: Arc<ManualClock>,
+    bot: Option<Running>,
+}
+
+fn guild() -> GuildSpec {
+    let channel = |id, kind, name: &str, parent| ChannelSpec {
+        id,
+        kind,
+        name: name.into(),
+        parent_id: parent,
+    };
+    let member = |id, name: &str, roles: Vec<u64>, bot| MemberSpec {
+        id,
+        name: name.into(),
+        roles,
+        bot,
+    };
+    GuildSpec {
+        id: GUILD,
+        name: "Acme Support".into(),
+        owner_id: ANA,
+        roles: vec![
+            RoleSpec {
+                id: GUILD,
+                name: "@everyone".into(),
+                permissions: 0,
+            },
+            RoleSpec {
+                id: AGENT_ROLE,
+                name: "Agents".into(),
+                permissions: 0,
+            },
+        ],
+        channels: vec![
+            channel(CATEGORY, 4, "tickets", None),
+            channel(TICKET, 0, "ticket-0001", Some(CATEGORY)),
+            channel(SUPPORT, 0, "support", None),
+            channel(THREAD, 11, "order help", Some(SUPPORT)),
+            channel(UNWATCHED, 0, "random", None),
+            channel(COACHING, 0, "coaching", None),
+        ],
+        members: vec![
+            member(ANA, "ana", vec![AGENT_ROLE], false),
+            member(BEN, "ben", vec![AGENT_ROLE], false),
+            member(CUST, "cust", vec![], false),
+            member(OTHER_BOT, "otherbot", vec![], true),
+        ],
+    }
+}
+
+async fn setup() -> Setup {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let stand_in = StandIn::start(0, vec![guild()]).await.expect("stand-in starts");
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let engine = Sources {
+        config: Some(root.join("config")),
+        prompts: Some(root.join("prompts")),
+    }
+    .engine()
+    .unwrap();
+    let config_text = format!(
+        "[[guild]]\nid = \"{GUILD}\"\nwatch_channels = [\"{SUPPORT}\"]\nwatch_categories = [\"{CATEGORY}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\ncoaching_channel = \"{COACHING}\"\n[guild.follow_up]\nescalate_after = \"30m\"\n"
+    );
+    let config = Arc::new(BotConfig::parse("backstop.toml", &config_text, engine.settings()).unwrap());
+    let clock = ManualClock::new("2026-11-23T09:00:00Z".parse().unwrap());
+    let endpoint = Endpoint {
+        api: Some(stand_in.url()),
+    };
+    let bot = start(
+        &engine,
+        config,
+        &Token::new("test-token".into()),
+        &endpoint,
+        Clock::Manual(clock.clone()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        stand_in.wait_identified(WAIT).await,
+        "the bot identifies with the gateway"
+    );
+    // Commands are registered on READY; once they are, the handler has the session.
+    let registered = stand_in
+        .wait_until(WAIT, |r| r.iter().any(|r| r.path.ends_with("/commands")))
+        .await;
+    assert!(registered, "commands registered; requests: {:#?}", stand_in.requests());
+    Setup {
+        stand_in,
+        clock,
+        bot: Some(bot),
+    }
+}
+
+impl Setup {
+    /// A user message in `channel` at `at` (HH:MM on 2026-11-23 UTC).
+    fn say(&self, channel: u64, author: u64, text: &str, at: &str) -> u64 {
+        let id = self.stand_in.snowflake();
+        let (name, roles, bot) = match author {
+            ANA => ("ana", vec![AGENT_ROLE], false),
+            BEN => ("ben", vec![AGENT_ROLE], false),
+            OTHER_BOT => ("otherbot", vec![], true),
+            _ => ("cust", vec![], false),
+        };
+        let ts = format!("2026-11-23T{at}:00Z");
+        let m = message_json(
+            id,
+            channel,
+            Some(GUILD),
+            user_json(author, name, bot),
+            Some(&roles),
+            text,
+            &ts,
+            json!({}),
+        );
+        self.clock.advance_to(ts.parse().unwrap());
+        self.stand_in.dispatch("MESSAGE_CREATE", m);
+        id
+    }
+
+    /// Messages the bot posted to `channel`.
+    fn posts_to(&self, channel: u64) -> Vec<Recorded> {
+        let path = format!("/channels/{channel}/messages");
+        self.stand_in
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == path && r.status == 200)
+            .collect()
+    }
+
+    fn dms_to(&self, user: u64) -> Vec<Recorded> {
+        self.stand_in
+            .dm_channel_of(user)
+            .map(|c| self.posts_to(c))
+            .unwrap_or_default()
+    }
+
+    async fn wait_dms(&self, user: u64, n: usize) -> Vec<Recorded> {
+        let ok = self
+            .stand_in
+            .wait_until(WAIT, |_| {
+                self.stand_in
+                    .dm_channel_of(user)
+                    .is_some_and(|c| self.posts_to(c).len() >= n)
+            })
+            .await;
+        assert!(ok, "expected {n} DMs to {user}, got {:#?}", self.dms_to(user));
+        self.dms_to(user)
+    }
+
+    /// Gives the bot a moment to act on what it was sent, for asserting that nothing happened.
+    async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+
+    async fn stop(mut self) {
+        if let Some(bot) = self.bot.take() {
+            bot.shutdown().await.unwrap();
+        }
+    }
+}
+
+fn embed(r: &Recorded) -> &Value {
+    &r.body["embeds"][0]
+}
+
+fn buttons(r: &Recorded) -> Vec<String> {
+    r.body["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["label"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prior_failure_cue_reaches_the_last_agent_privately() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi, thanks for reaching out. How can I help?", "09:00");
+    s.say(
+        TICKET,
+        CUST,
+        "I haven't received my refund and it's been 3 weeks",
+        "09:01",
+    );
+    let dms = s.wait_dms(ANA, 1).await;
+    let e = embed(&dms[0]);
+    assert!(e["title"].as_str().unwrap().len() > 5);
+    let text = e["description"].as_str().unwrap();
+    assert!(text.contains('•'), "phrases from the library are offered: {text}");
+    assert!(
+        e["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["value"].as_str().unwrap().contains("/channels/")),
+        "jump link"
+    );
+    assert_eq!(buttons(&dms[0]), ["Helpful", "Not helpful"]);
+    assert!(
+        s.posts_to(TICKET).is_empty(),
+        "coaching never goes where the customer can read it"
+    );
+    assert!(s.dms_to(BEN).is_empty(), "only the agent in the conversation is nudged");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explaining_before_apologizing_is_nudged_in_a_watched_thread() {
+    let s = setup().await;
+    s.say(THREAD, CUST, "my order arrived smashed, this is ridiculous", "09:00");
+    s.say(
+        THREAD,
+        ANA,
+        "The courier must have dropped it, that happens with glass items.",
+        "09:02",
+    );
+    let dms = s.wait_dms(ANA, 1).await;
+    assert!(dms[0].body["embeds"][0]["footer"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("explain_before_apology"));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promise_gets_a_heads_up_then_an_overdue_notice_then_an_escalation() {
+    let s = setup().await;
+    s.say(TICKET, CUST, "hi, quick question about my order", "14:00");
+    s.say(
+        TICKET,
+        ANA,
+        "So sorry about this! I'll call you back by 3pm with an update.",
+        "14:01",
+    );
+    let dms = s.wait_dms(ANA, 1).await;
+    assert!(dms[0].body["embeds"][0]["footer"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("follow_up_promised"));
+    s.clock.advance_to("2026-11-23T14:44:00Z".parse().unwrap());
+    s.settle().await;
+    assert_eq!(s.dms_to(ANA).len(), 1, "nothing before the heads-up time");
+    s.clock.advance_to("2026-11-23T14:45:00Z".parse().unwrap());
+    let dms = s.wait_dms(ANA, 2).await;
+    assert!(dms[1].body["embeds"][0]["footer"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("follow_up_reminder"));
+    assert_eq!(buttons(&dms[1]), ["Helpful", "Not helpful", "Done", "Snooze 1h"]);
+    s.clock.advance_to("2026-11-23T15:00:00Z".parse().unwrap());
+    let dms = s.wait_dms(ANA, 3).await;
+    assert!(dms[2].body["embeds"][0]["footer"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("follow_up_overdue"));
+    s.clock.advance_to("2026-11-23T15:31:00Z".parse().unwrap());
+    assert!(
+        s.stand_in.wait_until(WAIT, |_| !s.posts_to(COACHING).is_empty()).await,
+        "lapsed promise flagged to the team"
+    );
+    assert!(s.posts_to(COACHING)[0].body["embeds"][0]["description"]
+        .as_str()
+        .unwrap()
+        .contains(&ANA.to_string()));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_dms_fall_back_to_one_private_coaching_thread() {
+    let s = setup().await;
+    s.stand_in.refuse_dms(BEN);
+    s.say(TICKET, BEN, "Hello, Ben here.", "09:00");
+    s.say(
+        TICKET,
+        CUST,
+        "this is the third time I'm contacting you about this",
+        "09:01",
+    );
+    let created = s
+        .stand_in
+        .wait_until(WAIT, |r| {
+            r.iter().any(|r| r.path == format!("/channels/{COACHING}/threads"))
+        })
+        .await;
+    assert!(created, "a private thread is created in the coaching channel");
+    let thread_req = s
+        .stand_in
+        .requests()
+        .into_iter()
+        .find(|r| r.path == format!("/channels/{COACHING}/threads"))
+        .unwrap();
+    assert_eq!(thread_req.body["type"], 12, "private thread");
+    let ok = s
+        .stand_in
+        .wait_until(WAIT, |r| {
+            r.iter()
+                .any(|r| r.path.contains("/thread-members/") && r.path.ends_with(&BEN.to_string()))
+        })
+        .await;
+    assert!(ok, "the agent is added to the thread");
+    let ok = s
+        .stand_in
+        .wait_until(WAIT, |r| {
+            r.iter()
+                .filter(|r| {
+                    r.method == "POST"
+                        && r.path.ends_with("/messages")
+                        && r.status == 200
+                        && !r.path.contains(&TICKET.to_string())
+                })
+                .count()
+                >= 1
+        })
+        .await;
+    assert!(ok);
+    assert!(s.posts_to(TICKET).is_empty());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cue_before_any_agent_goes_to_the_first_agent_who_types() {
+    let s = setup().await;
+    s.say(
+        TICKET,
+        CUST,
+        "someone was supposed to call me back yesterday and nobody did",
+        "09:00",
+    );
+    s.settle().await;
+    assert!(
+        s.dms_to(ANA).is_empty() && s.dms_to(BEN).is_empty(),
+        "no agent yet, nobody to nudge"
+    );
+    s.stand_in.dispatch(
+        "TYPING_START",
+        json!({"channel_id": TICKET.to_string(), "guild_id": GUILD.to_string(), "user_id": BEN.to_string(), "timestamp": 1_795_000_000u64}),
+    );
+    let dms = s.wait_dms(BEN, 1).await;
+    assert!(dms[0].body["embeds"][0]["footer"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("prior_failure"));
+    s.say(TICKET, BEN, "Hi, I'm so sorry nobody called you back.", "09:02");
+    s.settle().await;
+    assert_eq!(s.dms_to(BEN).len(), 1, "claimed once");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_and_unwatched_channels_never_trigger() {
+    let s = setup().await;
+    s.say(UNWATCHED, ANA, "hello", "09:00");
+    s.say(
+        UNWATCHED,
+        CUST,
+        "I haven't received my order and I'm still waiting",
+        "09:01",
+    );
+    s.say(TICKET, ANA, "hello", "09:02");
+    s.say(
+        TICKET,
+        OTHER_BOT,
+        "I haven't received my order and I'm still waiting",
+        "09:03",
+    );
+    s.settle().await;
+    assert!(s.dms_to(ANA).is_empty(), "{:#?}", s.dms_to(ANA));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_dm_is_retried_and_delivered() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi!", "09:00");
+    s.stand_in.fail_next("/messages", 429, 0.05);
+    s.stand_in.fail_next("/messages", 502, 0.0);
+    s.say(TICKET, CUST, "I never got my refund", "09:01");
+    let dms = s.wait_dms(ANA, 1).await;
+    assert_eq!(dms.len(), 1);
+    let failed: Vec<u16> = s
+        .stand_in
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/messages") && r.status != 200)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(failed, [429, 502]);
+    s.stop().await;
+}
