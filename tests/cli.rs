@@ -339,3 +339,46 @@ fn runs_from_anywhere_with_the_built_in_defaults() {
         .success()
         .stdout(predicate::str::contains("built-in defaults"));
 }
+
+#[test]
+fn check_covers_the_bot_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/rules.toml"),
+        dir.path().join("rules.toml"),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("backstop.toml"),
+        "[[guild]]\nid = \"123\"\nwatch_channels = [\"#support\"]\nagent_roles = [\"456\"]\n",
+    )
+    .unwrap();
+    backstop()
+        .arg("check")
+        .arg("--config")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "backstop.toml:1: guild[0].watch_channels[0]: \"#support\" is not a Discord id",
+        ));
+}
+
+#[test]
+fn demo_plays_a_day_through_the_real_bot_offline() {
+    let out = backstop().args(["demo"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("↳ DM to agent-"), "nudges are shown as DMs to agents");
+    assert!(text.contains("buttons: Helpful · Not helpful"));
+    let summary = text.lines().last().unwrap();
+    assert!(summary.starts_with("250 messages played;"), "{summary}");
+    for kind in [
+        "prior_failure",
+        "follow_up_promised",
+        "follow_up_reminder",
+        "follow_up_overdue",
+    ] {
+        assert!(summary.contains(kind), "{kind} missing from {summary}");
+    }
+}

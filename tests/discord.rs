@@ -178,7 +178,12 @@ impl Setup {
                     .is_some_and(|c| self.posts_to(c).len() >= n)
             })
             .await;
-        assert!(ok, "expected {n} DMs to {user}, got {:#?}", self.dms_to(user));
+        assert!(
+            ok,
+            "expected {n} DMs to {user}, got {:#?}; all requests: {:#?}",
+            self.dms_to(user),
+            self.stand_in.requests()
+        );
         self.dms_to(user)
     }
 
@@ -420,5 +425,66 @@ async fn a_rate_limited_dm_is_retried_and_delivered() {
         .map(|r| r.status)
         .collect();
     assert_eq!(failed, [429, 502]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_gateway_connection_resumes_without_losing_or_doubling_events() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi, how can I help?", "09:00");
+    s.stand_in.drop_connection();
+    // Sent while the connection is down: delivered on RESUME.
+    s.say(TICKET, CUST, "I haven't received my order", "09:01");
+    let resumed = s.stand_in.wait_until(WAIT, |_| s.stand_in.connections() >= 2).await;
+    assert!(resumed, "serenity reconnects");
+    let dms = s.wait_dms(ANA, 1).await;
+    assert_eq!(dms.len(), 1);
+    s.settle().await;
+    assert_eq!(s.dms_to(ANA).len(), 1, "no event nudged twice");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_commands_are_registered_and_answer_ephemerally() {
+    let s = setup().await;
+    let registered = s
+        .stand_in
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/commands"))
+        .unwrap();
+    assert_eq!(registered.method, "PUT", "bulk overwrite, so stale commands disappear");
+    assert!(registered.path.contains(&format!("/guilds/{GUILD}/commands")));
+    let names: Vec<&str> = registered
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["phrase", "followups"]);
+    let interaction = json!({
+        "id": "1300000000000000001", "application_id": "1200000000000000001", "type": 2, "token": "tok",
+        "version": 1, "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608,
+        "guild_id": GUILD.to_string(), "channel_id": TICKET.to_string(),
+        "data": {"id": "1300000000000000002", "name": "phrase", "type": 1,
+                 "options": [{"name": "situation", "type": 3, "value": "missed_callback"}]},
+        "member": {"user": user_json(ANA, "ana", false), "roles": [AGENT_ROLE.to_string()], "deaf": false, "mute": false, "flags": 0, "joined_at": "2026-01-01T00:00:00Z", "permissions": "0"},
+    });
+    s.stand_in.dispatch("INTERACTION_CREATE", interaction);
+    let answered = s
+        .stand_in
+        .wait_until(WAIT, |r| r.iter().any(|r| r.path.ends_with("/callback")))
+        .await;
+    assert!(answered, "{:#?}", s.stand_in.requests());
+    let reply = s
+        .stand_in
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/callback"))
+        .unwrap();
+    assert_eq!(reply.body["type"], 4);
+    assert_eq!(reply.body["data"]["flags"], 64, "ephemeral");
+    assert!(reply.body["data"]["content"].as_str().unwrap().contains('•'));
     s.stop().await;
 }

@@ -1,8 +1,11 @@
 //! Command-line interface: argument definitions and one module per subcommand.
 
 mod check;
+mod demo;
 mod phrase;
 mod replay;
+mod run;
+mod stand_in;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +30,12 @@ enum Command {
     Check(SourceArgs),
     /// List the phrase library's situations, or the phrases for one.
     Phrase(phrase::PhraseArgs),
+    /// Run the Discord bot (config/backstop.toml, DISCORD_TOKEN).
+    Run(run::RunArgs),
+    /// Play a day of support through the real bot on a local Discord stand-in.
+    Demo(demo::DemoArgs),
+    /// Run the local Discord stand-in on its own, printing what it receives.
+    StandIn(stand_in::StandInArgs),
 }
 
 /// Where rules and prompts come from.
@@ -50,11 +59,21 @@ impl SourceArgs {
 }
 
 pub fn main() -> ExitCode {
+    // Logs go to stderr; RUST_LOG tunes them. Message text is never logged at info level.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "backstop=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Check(args) => check::run(args),
         Command::Phrase(args) => phrase::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::StandIn(args) => stand_in::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -33,6 +33,9 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
     // The last sequence this connection has delivered; nothing flows before Identify/Resume.
     let mut delivered: Option<u64> = None;
     loop {
+        // Register for wake-ups before reading the log, so a dispatch that lands between the read
+        // and the wait is not missed (a `Notified` receives `notify_waiters` once created).
+        let changed = shared.changed.notified();
         // Deliver whatever is new.
         if let Some(mut last) = delivered {
             let pending: Vec<(u64, Value)> = shared.lock().log.iter().filter(|(s, _)| *s > last).cloned().collect();
@@ -44,7 +47,6 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
             }
             delivered = Some(last);
         }
-        let changed = shared.changed.notified();
         tokio::select! {
             incoming = socket.recv() => {
                 let Some(Ok(message)) = incoming else { return };

@@ -297,9 +297,30 @@ impl StandIn {
         }
     }
 
+    /// A cheap, cloneable view of the stand-in, for watchers that need to look things up.
+    pub fn probe(&self) -> Probe {
+        Probe(self.shared.clone())
+    }
+
     /// The DM channel the stand-in opened for `user`, if any.
     pub fn dm_channel_of(&self, user: u64) -> Option<u64> {
         self.shared.lock().dm_channels.get(&user).copied()
+    }
+}
+
+/// Looks things up in a running stand-in; safe to call from a watcher.
+#[derive(Clone)]
+pub struct Probe(Arc<Shared>);
+
+impl Probe {
+    /// The user a DM channel belongs to.
+    pub fn dm_recipient(&self, channel: u64) -> Option<u64> {
+        self.0.lock().dm_recipient.get(&channel).copied()
+    }
+
+    /// Whether a channel is a thread the bot created (a coaching thread).
+    pub fn is_created_thread(&self, channel: u64) -> bool {
+        self.0.lock().threads.contains_key(&channel)
     }
 }
 
