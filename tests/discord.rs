@@ -162,6 +162,64 @@ impl Setup {
             .collect()
     }
 
+    /// An application command (type 2) or autocomplete (type 4) from `user` in the ticket channel.
+    fn interact(&self, kind: u8, name: &str, options: Value, user: u64, roles: &[u64], permissions: u64) -> String {
+        let id = self.stand_in.snowflake();
+        let token = format!("token-{id}");
+        let interaction = json!({
+            "id": id.to_string(), "application_id": "1200000000000000001", "type": kind, "token": token,
+            "version": 1, "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608,
+            "guild_id": GUILD.to_string(), "channel_id": TICKET.to_string(),
+            "data": {"id": "1300000000000000002", "name": name, "type": 1, "options": options},
+            "member": {"user": user_json(user, "someone", false), "roles": roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                       "deaf": false, "mute": false, "flags": 0, "joined_at": "2026-01-01T00:00:00Z", "permissions": permissions.to_string()},
+        });
+        self.stand_in.dispatch("INTERACTION_CREATE", interaction);
+        token
+    }
+
+    /// A button press on a message the bot sent.
+    fn press(&self, custom_id: &str, user: u64, on: &Recorded) -> String {
+        let id = self.stand_in.snowflake();
+        let token = format!("token-{id}");
+        let channel: u64 = on.path.split('/').nth(2).unwrap().parse().unwrap();
+        let message = message_json(
+            self.stand_in.snowflake(),
+            channel,
+            None,
+            user_json(self.stand_in.bot_id(), "Backstop", true),
+            None,
+            "",
+            "2026-11-23T09:00:00Z",
+            json!({}),
+        );
+        let interaction = json!({
+            "id": id.to_string(), "application_id": "1200000000000000001", "type": 3, "token": token,
+            "version": 1, "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608,
+            "channel_id": channel.to_string(), "message": message,
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "user": user_json(user, "someone", false),
+        });
+        self.stand_in.dispatch("INTERACTION_CREATE", interaction);
+        token
+    }
+
+    /// The bot's answer to an interaction.
+    async fn answer(&self, token: &str) -> Value {
+        let path = format!("/{token}/callback");
+        let ok = self
+            .stand_in
+            .wait_until(WAIT, |r| r.iter().any(|r| r.path.ends_with(&path)))
+            .await;
+        assert!(ok, "no answer to {token}: {:#?}", self.stand_in.requests());
+        self.stand_in
+            .requests()
+            .into_iter()
+            .find(|r| r.path.ends_with(&path))
+            .unwrap()
+            .body
+    }
+
     fn dms_to(&self, user: u64) -> Vec<Recorded> {
         self.stand_in
             .dm_channel_of(user)
@@ -462,7 +520,7 @@ async fn slash_commands_are_registered_and_answer_ephemerally() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["phrase", "followups"]);
+    assert_eq!(names, ["phrase", "followups", "followup", "coach"]);
     let interaction = json!({
         "id": "1300000000000000001", "application_id": "1200000000000000001", "type": 2, "token": "tok",
         "version": 1, "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608,
@@ -486,5 +544,127 @@ async fn slash_commands_are_registered_and_answer_ephemerally() {
     assert_eq!(reply.body["type"], 4);
     assert_eq!(reply.body["data"]["flags"], 64, "ephemeral");
     assert!(reply.body["data"]["content"].as_str().unwrap().contains('•'));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coach_stats_is_for_leads_only() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi!", "09:00");
+    s.say(TICKET, CUST, "I never got my refund", "09:01");
+    s.wait_dms(ANA, 1).await;
+    s.settle().await; // the handler records a delivery once Discord has answered it
+    let stats = json!([{"name": "stats", "type": 1, "options": []}]);
+    let refused = s
+        .answer(&s.interact(2, "coach", stats.clone(), ANA, &[AGENT_ROLE], 0))
+        .await;
+    assert_eq!(refused["data"]["flags"], 64);
+    assert!(
+        refused["data"]["content"].as_str().unwrap().contains("for leads"),
+        "{refused}"
+    );
+    let manage_guild = 1 << 5;
+    let lead = s.answer(&s.interact(2, "coach", stats, BEN, &[], manage_guild)).await;
+    assert!(
+        lead["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("prior_failure: 1 / 1"),
+        "{lead}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_muted_agent_gets_no_coaching_until_unmuted() {
+    let s = setup().await;
+    let mute = json!([{"name": "mute", "type": 1, "options": [{"name": "duration", "type": 3, "value": "1h"}]}]);
+    let reply = s.answer(&s.interact(2, "coach", mute, ANA, &[AGENT_ROLE], 0)).await;
+    assert!(reply["data"]["content"].as_str().unwrap().contains("paused"), "{reply}");
+    s.say(TICKET, ANA, "Hi!", "09:00");
+    s.say(TICKET, CUST, "I never got my refund", "09:01");
+    s.settle().await;
+    assert!(s.dms_to(ANA).is_empty());
+    s.answer(&s.interact(
+        2,
+        "coach",
+        json!([{"name": "unmute", "type": 1, "options": []}]),
+        ANA,
+        &[AGENT_ROLE],
+        0,
+    ))
+    .await;
+    s.say(TICKET, CUST, "and nobody called me back either", "09:30");
+    s.wait_dms(ANA, 1).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followups_lists_the_callers_promises_and_done_closes_one() {
+    let s = setup().await;
+    s.say(TICKET, CUST, "hello, a question about my order", "14:00");
+    s.say(TICKET, ANA, "Sure! I'll call you back by 3pm today.", "14:01");
+    let dms = s.wait_dms(ANA, 1).await;
+    let listed = s
+        .answer(&s.interact(2, "followups", json!([]), ANA, &[AGENT_ROLE], 0))
+        .await;
+    let text = listed["data"]["content"].as_str().unwrap();
+    assert!(
+        text.contains("15:00") && text.contains("call you back") && text.contains("/channels/"),
+        "{text}"
+    );
+    let other = s
+        .answer(&s.interact(2, "followups", json!([]), BEN, &[AGENT_ROLE], 0))
+        .await;
+    assert!(
+        other["data"]["content"].as_str().unwrap().contains("no open"),
+        "nobody sees another agent's promises"
+    );
+    let ack = s
+        .answer(&s.press(&format!("bs:done:{TICKET}:0:follow_up_reminder"), ANA, &dms[0]))
+        .await;
+    assert_eq!(ack["data"]["flags"], 64);
+    assert!(ack["data"]["content"].as_str().unwrap().contains("Marked done"));
+    s.clock.advance_to("2026-11-23T16:00:00Z".parse().unwrap());
+    s.settle().await;
+    assert_eq!(s.dms_to(ANA).len(), 1, "no reminder for a kept promise");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phrase_autocomplete_offers_situations() {
+    let s = setup().await;
+    let options = json!([{"name": "situation", "type": 3, "value": "callback", "focused": true}]);
+    let reply = s.answer(&s.interact(4, "phrase", options, CUST, &[], 0)).await;
+    assert_eq!(reply["type"], 8, "autocomplete result");
+    let values: Vec<&str> = reply["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert!(values.contains(&"missed_callback"), "{values:?}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_message_is_reread_without_a_second_nudge() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi!", "09:00");
+    let id = s.say(TICKET, CUST, "I never got my refund", "09:01");
+    s.wait_dms(ANA, 1).await;
+    let edited = message_json(
+        id,
+        TICKET,
+        Some(GUILD),
+        user_json(CUST, "cust", false),
+        Some(&[]),
+        "I never got my refund, still waiting!!",
+        "2026-11-23T09:01:00Z",
+        json!({"edited_timestamp": "2026-11-23T09:02:00Z"}),
+    );
+    s.stand_in.dispatch("MESSAGE_UPDATE", edited);
+    s.settle().await;
+    assert_eq!(s.dms_to(ANA).len(), 1);
     s.stop().await;
 }

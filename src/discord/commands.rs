@@ -7,7 +7,7 @@ use serenity::all::{
 };
 
 use super::handler::Handler;
-use crate::engine::{format_due, Prompts};
+use crate::engine::{format_due, NudgeKind, Prompts};
 
 /// The commands registered in every configured guild (bulk overwrite, so stale ones disappear).
 pub fn definitions(_prompts: &Prompts) -> Vec<CreateCommand> {
@@ -28,6 +28,40 @@ pub fn definitions(_prompts: &Prompts) -> Vec<CreateCommand> {
                 "Find phrases by words",
             )),
         CreateCommand::new("followups").description("Your open follow-up promises"),
+        CreateCommand::new("followup")
+            .description("Close or postpone the promise in this conversation")
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "done",
+                "I followed up: close the promise",
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "snooze",
+                "Remind me again in an hour",
+            )),
+        CreateCommand::new("coach")
+            .description("Backstop coaching settings and figures")
+            .add_option(
+                CreateCommandOption::new(
+                    CommandOptionType::SubCommand,
+                    "mute",
+                    "Pause coaching nudges for a while",
+                )
+                .add_sub_option(
+                    CreateCommandOption::new(CommandOptionType::String, "duration", "e.g. 30m, 2h").required(true),
+                ),
+            )
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "unmute",
+                "Resume coaching nudges",
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "stats",
+                "The team's nudges today and this week (leads)",
+            )),
     ]
 }
 
@@ -125,11 +159,109 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
                 lines.join("\n")
             }
         }
+        "followup" => followup(handler, cmd),
+        "coach" => coach(handler, cmd),
         other => format!("Unknown command /{other}."),
     };
     let response =
         CreateInteractionResponse::Message(CreateInteractionResponseMessage::new().content(text).ephemeral(true));
     if let Err(e) = cmd.create_response(&ctx.http, response).await {
         tracing::warn!(error = %e, "could not answer a command");
+    }
+}
+
+/// The subcommand a command was called with, and its options.
+fn subcommand<'a>(cmd: &'a CommandInteraction) -> Option<(&'a str, Vec<serenity::all::ResolvedOption<'a>>)> {
+    cmd.data.options().into_iter().find_map(|o| match o.value {
+        ResolvedValue::SubCommand(options) => Some((o.name, options)),
+        _ => None,
+    })
+}
+
+fn followup(handler: &Handler, cmd: &CommandInteraction) -> String {
+    let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
+        return "Use this in a server.".into();
+    };
+    let Some(engine) = handler.guilds.engine(guild) else {
+        return "Backstop is not set up in this server.".into();
+    };
+    let conversation = cmd.channel_id.get().to_string();
+    let me = cmd.user.id.get().to_string();
+    let mine = engine
+        .open_promises()
+        .into_iter()
+        .find(|p| p.conversation.as_str() == conversation);
+    match (subcommand(cmd).map(|(name, _)| name), mine) {
+        (_, None) => "There is no open promise in this conversation.".into(),
+        (_, Some(p)) if p.agent.as_str() != me && !handler.is_lead(guild, cmd) => {
+            "That promise is another agent's; only they or a lead can close it.".into()
+        }
+        (Some("done"), Some(_)) => {
+            engine.promise_kept(&conversation);
+            "Marked done. Nice follow-through.".into()
+        }
+        (Some("snooze"), Some(_)) => {
+            let now = handler.guilds.clock().now();
+            let until = now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
+            engine.snooze(&conversation, until);
+            handler.guilds.wake(guild);
+            "Snoozed for an hour. I'll remind you again before it's due.".into()
+        }
+        _ => "Use /followup done or /followup snooze.".into(),
+    }
+}
+
+fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
+    let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
+        return "Use this in a server.".into();
+    };
+    let me = cmd.user.id.get();
+    let now = handler.guilds.clock().now();
+    match subcommand(cmd) {
+        Some(("mute", options)) => {
+            let text = options.iter().find_map(|o| match o.value {
+                ResolvedValue::String(s) => Some(s),
+                _ => None,
+            });
+            match text.map(|t| t.parse::<jiff::SignedDuration>()) {
+                Some(Ok(d)) if d.is_positive() && d <= jiff::SignedDuration::from_hours(24 * 7) => {
+                    let until = now.checked_add(d).unwrap_or(now);
+                    handler.mutes.insert((guild, me), until);
+                    format!("Coaching nudges paused for {d:#}. Follow-up reminders still come: a promise is a promise.")
+                }
+                _ => "Give a duration between a minute and a week, like `30m` or `2h`.".into(),
+            }
+        }
+        Some(("unmute", _)) => {
+            handler.mutes.remove(&(guild, me));
+            "Coaching nudges are back on.".into()
+        }
+        Some(("stats", _)) if !handler.is_lead(guild, cmd) => {
+            "Team figures are for leads (a lead role or Manage Server). Your own nudges arrive in your DMs.".into()
+        }
+        Some(("stats", _)) => {
+            let Some(engine) = handler.guilds.engine(guild) else {
+                return "Backstop is not set up in this server.".into();
+            };
+            let tz = engine.settings().schedule.time_zone.clone();
+            let today = now.to_zoned(tz.clone()).date();
+            let week_start = today
+                .checked_sub(jiff::Span::new().days(i64::from(today.weekday().to_monday_zero_offset())))
+                .unwrap_or(today);
+            let mut lines = vec!["**Nudges delivered** (today / this week)".to_string()];
+            let delivered = handler.delivered.lock().unwrap_or_else(|e| e.into_inner());
+            for kind in NudgeKind::ALL {
+                let days: Vec<jiff::civil::Date> = delivered
+                    .iter()
+                    .filter(|(g, k, _)| *g == guild && *k == kind)
+                    .map(|(_, _, at)| at.to_zoned(tz.clone()).date())
+                    .collect();
+                let day = days.iter().filter(|d| **d == today).count();
+                let week = days.iter().filter(|d| **d >= week_start && **d <= today).count();
+                lines.push(format!("{kind}: {day} / {week}"));
+            }
+            lines.join("\n")
+        }
+        _ => "Use /coach mute, /coach unmute or /coach stats.".into(),
     }
 }

@@ -30,8 +30,12 @@ pub struct Handler {
     pub nudged: DashSet<(u64, NudgeKind)>,
     /// Signals the first READY to whoever waits for it.
     pub ready: tokio::sync::Notify,
-    /// Feedback presses: (rule, helpful) — kept in memory until durable storage lands.
+    /// Feedback presses by nudge kind: (helpful, not helpful). In memory until durable storage lands.
     pub feedback: DashMap<String, (u32, u32)>,
+    /// Agents who muted coaching, until when: (guild, user).
+    pub mutes: DashMap<(u64, u64), jiff::Timestamp>,
+    /// Nudges delivered: (guild, kind, when), for `/coach stats`. In memory until durable storage lands.
+    pub delivered: std::sync::Mutex<Vec<(u64, NudgeKind, jiff::Timestamp)>>,
 }
 
 /// The deliverer exists once serenity's HTTP client does.
@@ -73,11 +77,37 @@ impl Handler {
         }
     }
 
+    /// Whether the caller of a command is a lead: a lead role, or Manage Server.
+    pub fn is_lead(&self, guild: u64, cmd: &serenity::all::CommandInteraction) -> bool {
+        let Some(member) = &cmd.member else { return false };
+        let manages = member.permissions.is_some_and(|p| p.manage_guild());
+        let config = self.config.guild(guild);
+        manages || config.is_some_and(|g| member.roles.iter().any(|r| g.lead_roles.contains(&r.get())))
+    }
+
+    fn muted(&self, guild: u64, nudge: &Nudge) -> bool {
+        let coaching = matches!(
+            nudge.kind,
+            NudgeKind::PriorFailure
+                | NudgeKind::ExplainBeforeApology
+                | NudgeKind::FollowUpPromised
+                | NudgeKind::FollowUpNoTimeframe
+        );
+        let Some(agent) = nudge.agent.as_ref().and_then(|a| a.as_str().parse::<u64>().ok()) else {
+            return false;
+        };
+        coaching
+            && self
+                .mutes
+                .get(&(guild, agent))
+                .is_some_and(|until| *until > self.guilds.clock().now())
+    }
+
     /// Sends nudges for a conversation in `guild`, once per (message, kind).
     pub async fn send(&self, guild: &GuildConfig, channel: u64, nudges: Vec<Nudge>) {
         let Some(deliverer) = self.deliverer() else { return };
         for nudge in nudges {
-            if nudge.agent.is_none() {
+            if nudge.agent.is_none() || self.muted(guild.id, &nudge) {
                 continue;
             }
             if matches!(
@@ -97,7 +127,12 @@ impl Handler {
             ));
             match deliverer.deliver(guild, &nudge, jump).await {
                 Ok(to) => {
-                    tracing::info!(kind = %nudge.kind, conversation = %nudge.conversation, ?to, "nudge delivered")
+                    tracing::info!(kind = %nudge.kind, conversation = %nudge.conversation, ?to, "nudge delivered");
+                    let now = self.guilds.clock().now();
+                    self.delivered
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((guild.id, nudge.kind, now));
                 }
                 Err(e) => {
                     tracing::error!(kind = %nudge.kind, conversation = %nudge.conversation, error = %e, "nudge not delivered")

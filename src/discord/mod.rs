@@ -150,6 +150,8 @@ pub async fn start(
         nudged: Default::default(),
         ready: Notify::new(),
         feedback: Default::default(),
+        mutes: Default::default(),
+        delivered: Default::default(),
     });
     let mut client = ClientBuilder::new_with_http(http, INTENTS)
         .event_handler_arc(handler.clone())
