@@ -36,6 +36,49 @@ pub struct Handler {
     pub mutes: DashMap<(u64, u64), jiff::Timestamp>,
     /// Nudges delivered: (guild, kind, when), for `/coach stats`. In memory until durable storage lands.
     pub delivered: std::sync::Mutex<Vec<(u64, NudgeKind, jiff::Timestamp)>>,
+    /// Events being handled right now, so shutdown can let their sends finish.
+    pub in_flight: InFlight,
+    /// Messages handled so far (for benchmarks and, later, metrics).
+    pub messages_seen: std::sync::atomic::AtomicU64,
+}
+
+/// Counts work in progress; shutdown waits for it to drain.
+#[derive(Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+/// Held while an event is handled.
+pub struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    pub fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightGuard(self)
+    }
+
+    /// Waits until nothing is in flight, or `limit` passes.
+    pub async fn drain(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let drained = self.drained.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
 }
 
 /// The deliverer exists once serenity's HTTP client does.
@@ -274,7 +317,9 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, ctx: Context, msg: Message) {
+        let _busy = self.in_flight.enter();
         self.on_message(&ctx, &msg, false).await;
+        self.messages_seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn message_update(
@@ -284,6 +329,7 @@ impl EventHandler for Handler {
         new: Option<Message>,
         event: MessageUpdateEvent,
     ) {
+        let _busy = self.in_flight.enter();
         // Re-read the edited text; (message, kind) bookkeeping in `send` stops double nudges.
         let msg = match new {
             Some(m) => m,
@@ -296,6 +342,7 @@ impl EventHandler for Handler {
     }
 
     async fn typing_start(&self, ctx: Context, event: TypingStartEvent) {
+        let _busy = self.in_flight.enter();
         let Some(guild_id) = event.guild_id else { return };
         let Some(guild) = self.config.guild(guild_id.get()) else {
             return;
@@ -323,6 +370,7 @@ impl EventHandler for Handler {
     }
 
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        let _busy = self.in_flight.enter();
         match interaction {
             Interaction::Command(cmd) => commands::run(self, &ctx, &cmd).await,
             Interaction::Autocomplete(ac) => {

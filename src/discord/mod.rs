@@ -103,6 +103,7 @@ impl Running {
     /// Stops taking events, lets in-flight sends finish, and returns.
     pub async fn shutdown(self) -> Result<(), BotError> {
         self.shard_manager.shutdown_all().await;
+        self.handler.in_flight.drain(std::time::Duration::from_secs(15)).await;
         for s in &self.schedulers {
             s.abort();
         }
@@ -152,6 +153,8 @@ pub async fn start(
         feedback: Default::default(),
         mutes: Default::default(),
         delivered: Default::default(),
+        in_flight: Default::default(),
+        messages_seen: Default::default(),
     });
     let mut client = ClientBuilder::new_with_http(http, INTENTS)
         .event_handler_arc(handler.clone())
