@@ -27,6 +27,12 @@ const GUILD: u64 = 800_000_000_000_000_001;
 const AGENT_ROLE: u64 = 800_000_000_000_000_002;
 const SUPPORT: u64 = 800_000_000_000_000_010;
 
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("backstop-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -235,5 +241,76 @@ fn main() {
             rss_mib()
         );
         bot.shutdown().await.expect("shutdown");
+
+        // The bot's own memory: the real binary in its own process against the same stand-in.
+        let dir = tempfile_dir();
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        for f in ["rules.toml", "engine.toml"] {
+            std::fs::copy(root.join("config").join(f), dir.join(f)).expect("copy config");
+        }
+        std::fs::write(
+            dir.join("backstop.toml"),
+            format!(
+                "[[guild]]\nid = \"{GUILD}\"\nwatch_channels = [\"{SUPPORT}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\n"
+            ),
+        )
+        .expect("write config");
+        let connections = stand_in.connections();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_backstop"))
+            .arg("run")
+            .arg("--config")
+            .arg(&dir)
+            .arg("--prompts")
+            .arg(root.join("prompts"))
+            .arg("--discord-api")
+            .arg(stand_in.url())
+            .env("DISCORD_TOKEN", "bench")
+            .spawn()
+            .expect("start backstop run");
+        while stand_in.connections() == connections {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for r in &records {
+            let (id, role) = people[&r.author];
+            let roles: Vec<u64> = if role == Role::Agent { vec![AGENT_ROLE] } else { vec![] };
+            let m = message_json(
+                stand_in.snowflake(),
+                threads[&r.conversation],
+                Some(GUILD),
+                user_json(id, &r.author, false),
+                Some(&roles),
+                &r.text,
+                &jiff::Timestamp::now().to_string(),
+                json!({}),
+            );
+            stand_in.dispatch("MESSAGE_CREATE", m);
+        }
+        // Done when the stand-in has heard nothing new from the bot for two seconds.
+        let mut seen = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = stand_in.requests().len();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            })
+            .map_or(f64::NAN, |kb| kb / 1024.0);
+        println!("| resident memory of `backstop run` alone after the same 10,000 messages | {rss:.0} MiB |");
+        // SIGTERM: the bot stops taking events, finishes in-flight sends and exits 0.
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let status = child.wait().expect("wait for backstop run");
+        println!("| `backstop run` exit status after SIGTERM | {status} |");
     });
 }
