@@ -7,7 +7,7 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-use backstop::engine::{Message, MessageRef, Prepared, Role};
+use backstop::engine::{Prepared, Role};
 
 fn bench(c: &mut Criterion) {
     let (records, source) = common::stream();
@@ -22,14 +22,7 @@ fn bench(c: &mut Criterion) {
             |engine| {
                 let mut nudges = 0;
                 for (i, r) in records.iter().enumerate() {
-                    let msg = Message {
-                        conversation: &r.conversation,
-                        author: &r.author,
-                        role: r.role,
-                        text: &r.text,
-                        at: r.ts,
-                        source: MessageRef(i as u64),
-                    };
+                    let msg = r.message(r.ts, i as u64);
                     nudges += engine.observe(&msg).len();
                 }
                 nudges

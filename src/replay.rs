@@ -6,7 +6,7 @@
 
 use jiff::Timestamp;
 
-use crate::engine::{Engine, Message, MessageRef, Nudge};
+use crate::engine::{Engine, Nudge};
 use crate::transcript::Record;
 
 /// A replay in progress.
@@ -38,14 +38,7 @@ impl<'e> Replay<'e> {
         self.clock = Some(at);
         let mut out = self.engine.fire_due(at);
         self.sweep(at);
-        out.extend(self.engine.observe(&Message {
-            conversation: &record.conversation,
-            author: &record.author,
-            role: record.role,
-            text: &record.text,
-            at,
-            source: MessageRef(line),
-        }));
+        out.extend(self.engine.observe(&record.message(at, line)));
         out
     }
 

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::Role;
+use crate::engine::{Message, MessageRef, Role};
 
 /// One message of a transcript.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -20,6 +20,20 @@ pub struct Record {
     pub ts: Timestamp,
     #[serde(default)]
     pub labels: Vec<String>,
+}
+
+impl Record {
+    /// This record as the engine's message, arriving at `at` (the replay clock), from input `line`.
+    pub fn message(&self, at: Timestamp, line: u64) -> Message<'_> {
+        Message {
+            conversation: &self.conversation,
+            author: &self.author,
+            role: self.role,
+            text: &self.text,
+            at,
+            source: MessageRef(line),
+        }
+    }
 }
 
 /// A transcript line that could not be read, naming the line and the field.

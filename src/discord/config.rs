@@ -8,11 +8,10 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use jiff::civil::Time;
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-use crate::engine::{Problem, Problems, Settings};
+use crate::engine::{FollowUpOverrides, HoursOverrides, Overrides, Problem, Problems, Settings};
 
 /// How an agent receives nudges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -79,26 +78,9 @@ struct GuildDef {
     time_zone: Option<String>,
     cooldown: Option<SignedDuration>,
     #[serde(default)]
-    business_hours: HoursDef,
+    business_hours: HoursOverrides,
     #[serde(default)]
-    follow_up: FollowUpDef,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HoursDef {
-    start: Option<Time>,
-    end: Option<Time>,
-    evening: Option<Time>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FollowUpDef {
-    reminder_lead: Option<SignedDuration>,
-    min_gap: Option<SignedDuration>,
-    default_due: Option<SignedDuration>,
-    escalate_after: Option<SignedDuration>,
+    follow_up: FollowUpOverrides,
 }
 
 fn snowflake(v: &toml::Value) -> Option<u64> {
@@ -153,27 +135,21 @@ impl BotConfig {
                 .as_ref()
                 .map(|v| ids("coaching_channel", std::slice::from_ref(v)));
             let id = snowflake(&g.id);
-            let mut settings = defaults.clone();
-            let mut tz_problem = None;
-            if let Some(name) = &g.time_zone {
-                match jiff::tz::TimeZone::get(name) {
-                    Ok(tz) => settings.schedule.time_zone = tz,
-                    Err(e) => tz_problem = Some(format!("unknown time zone {name:?} ({e})")),
+            let overrides = Overrides {
+                time_zone: g.time_zone.as_deref(),
+                cooldown: g.cooldown,
+                business_hours: Some(&g.business_hours),
+                follow_up: Some(&g.follow_up),
+            };
+            let settings = defaults.with_overrides(&overrides).unwrap_or_else(|bad| {
+                for (key, msg) in bad {
+                    problems.push(Problem::new(file, Some(line), Some(at(&key)), msg));
                 }
-            }
-            settings.cooldown = g.cooldown.unwrap_or(settings.cooldown);
-            settings.schedule.day_start = g.business_hours.start.unwrap_or(settings.schedule.day_start);
-            settings.schedule.day_end = g.business_hours.end.unwrap_or(settings.schedule.day_end);
-            settings.schedule.evening = g.business_hours.evening.unwrap_or(settings.schedule.evening);
-            settings.reminder_lead = g.follow_up.reminder_lead.unwrap_or(settings.reminder_lead);
-            settings.min_gap = g.follow_up.min_gap.unwrap_or(settings.min_gap);
-            settings.default_due = g.follow_up.default_due.unwrap_or(settings.default_due);
+                defaults.clone()
+            });
             let mut more = Vec::new();
             if id.is_none() {
                 more.push((at("id"), format!("{} is not a Discord id", g.id)));
-            }
-            if let Some(p) = tz_problem {
-                more.push((at("time_zone"), p));
             }
             if watch_channels.is_empty() && watch_categories.is_empty() {
                 more.push((
@@ -207,8 +183,8 @@ impl BotConfig {
                     lead_roles,
                     coaching_channel: coaching_channel.and_then(|s| s.into_iter().next()),
                     delivery: g.delivery,
+                    escalate_after: settings.escalate_after,
                     settings,
-                    escalate_after: g.follow_up.escalate_after.unwrap_or(SignedDuration::from_mins(30)),
                 });
             }
         }

@@ -28,7 +28,7 @@ pub use model::{Category, ConversationId, Due, DueSource, Message, MessageRef, N
 pub use problem::{line_of, toml_problem, Problem, Problems};
 pub use prompts::{Prompts, Situation, Template, Values};
 pub use rules::{Hit, Rule, RuleKind, RuleSet};
-pub use settings::Settings;
+pub use settings::{FollowUpOverrides, HoursOverrides, Overrides, Settings};
 pub use text::Prepared;
 pub use timeframe::{Schedule, Timeframe};
 

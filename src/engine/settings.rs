@@ -26,6 +26,8 @@ pub struct Settings {
     pub default_due: SignedDuration,
     /// How many library phrases a nudge suggests.
     pub phrases_per_nudge: usize,
+    /// For the bot: how long after a promise goes overdue it is posted to the team's coaching channel.
+    pub escalate_after: SignedDuration,
 }
 
 impl Default for Settings {
@@ -38,6 +40,7 @@ impl Default for Settings {
             min_gap: SignedDuration::from_mins(10),
             default_due: SignedDuration::from_hours(24),
             phrases_per_nudge: 3,
+            escalate_after: SignedDuration::from_mins(30),
         }
     }
 }
@@ -50,86 +53,122 @@ struct SettingsFile {
     forget_idle_after: Option<SignedDuration>,
     phrases_per_nudge: Option<usize>,
     #[serde(default)]
-    follow_up: FollowUpDef,
+    follow_up: FollowUpOverrides,
     #[serde(default)]
-    business_hours: BusinessHoursDef,
+    business_hours: HoursOverrides,
 }
 
+/// `[business_hours]` keys, in engine.toml and in each guild of backstop.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FollowUpDef {
-    reminder_lead: Option<SignedDuration>,
-    min_gap: Option<SignedDuration>,
-    default_due: Option<SignedDuration>,
-    soon: Option<SignedDuration>,
-    later_today: Option<SignedDuration>,
+pub struct HoursOverrides {
+    pub start: Option<Time>,
+    pub end: Option<Time>,
+    pub evening: Option<Time>,
 }
 
+/// `[follow_up]` keys, in engine.toml and in each guild of backstop.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BusinessHoursDef {
-    start: Option<Time>,
-    end: Option<Time>,
-    evening: Option<Time>,
+pub struct FollowUpOverrides {
+    pub reminder_lead: Option<SignedDuration>,
+    pub min_gap: Option<SignedDuration>,
+    pub default_due: Option<SignedDuration>,
+    pub soon: Option<SignedDuration>,
+    pub later_today: Option<SignedDuration>,
+    pub escalate_after: Option<SignedDuration>,
+}
+
+/// What a team may override: the same keys in engine.toml and in a guild's table of backstop.toml,
+/// so both are read, checked and applied by one piece of code.
+#[derive(Debug, Default)]
+pub struct Overrides<'a> {
+    pub time_zone: Option<&'a str>,
+    pub cooldown: Option<SignedDuration>,
+    pub business_hours: Option<&'a HoursOverrides>,
+    pub follow_up: Option<&'a FollowUpOverrides>,
 }
 
 impl Settings {
     /// Parses `engine.toml`; keys left out keep their defaults.
     pub fn parse(file: &str, text: &str) -> Result<Settings, Problems> {
         let def: SettingsFile = toml::from_str(text).map_err(|e| Problems(vec![toml_problem(file, text, &e)]))?;
+        let mut base = Settings::default();
+        base.forget_idle_after = def.forget_idle_after.unwrap_or(base.forget_idle_after);
+        base.phrases_per_nudge = def.phrases_per_nudge.unwrap_or(base.phrases_per_nudge);
         let mut problems = Vec::new();
-        let mut s = Settings::default();
-        let problem = |key: &str, msg: String| Problem::new(file, None, Some(key.to_string()), msg);
-        if let Some(name) = def.time_zone {
-            match TimeZone::get(&name) {
+        if base.forget_idle_after.is_negative() {
+            problems.push(("forget_idle_after".to_string(), "must not be negative".to_string()));
+        }
+        let overrides = Overrides {
+            time_zone: def.time_zone.as_deref(),
+            cooldown: def.cooldown,
+            business_hours: Some(&def.business_hours),
+            follow_up: Some(&def.follow_up),
+        };
+        let settings = base.with_overrides(&overrides).map_err(|p| problems.extend(p)).ok();
+        match settings {
+            Some(s) if problems.is_empty() => Ok(s),
+            _ => Err(Problems(
+                problems
+                    .into_iter()
+                    .map(|(key, msg)| Problem::new(file, None, Some(key), msg))
+                    .collect(),
+            )),
+        }
+    }
+
+    /// These settings with a team's overrides applied, or every problem as (key, message).
+    pub fn with_overrides(&self, o: &Overrides<'_>) -> Result<Settings, Vec<(String, String)>> {
+        let mut problems = Vec::new();
+        let mut s = self.clone();
+        if let Some(name) = o.time_zone {
+            match TimeZone::get(name) {
                 Ok(tz) => s.schedule.time_zone = tz,
-                Err(e) => problems.push(problem(
-                    "time_zone",
+                Err(e) => problems.push((
+                    "time_zone".to_string(),
                     format!("unknown time zone {name:?} ({e}); use an IANA name such as \"Europe/London\""),
                 )),
             }
         }
+        let none = FollowUpOverrides::default();
+        let f = o.follow_up.unwrap_or(&none);
         let durations = [
-            ("cooldown", def.cooldown, &mut s.cooldown),
-            ("forget_idle_after", def.forget_idle_after, &mut s.forget_idle_after),
-            (
-                "follow_up.reminder_lead",
-                def.follow_up.reminder_lead,
-                &mut s.reminder_lead,
-            ),
-            ("follow_up.min_gap", def.follow_up.min_gap, &mut s.min_gap),
-            ("follow_up.default_due", def.follow_up.default_due, &mut s.default_due),
-            ("follow_up.soon", def.follow_up.soon, &mut s.schedule.soon),
-            (
-                "follow_up.later_today",
-                def.follow_up.later_today,
-                &mut s.schedule.later_today,
-            ),
+            ("cooldown", o.cooldown, &mut s.cooldown),
+            ("follow_up.reminder_lead", f.reminder_lead, &mut s.reminder_lead),
+            ("follow_up.min_gap", f.min_gap, &mut s.min_gap),
+            ("follow_up.default_due", f.default_due, &mut s.default_due),
+            ("follow_up.soon", f.soon, &mut s.schedule.soon),
+            ("follow_up.later_today", f.later_today, &mut s.schedule.later_today),
+            ("follow_up.escalate_after", f.escalate_after, &mut s.escalate_after),
         ];
         for (key, value, slot) in durations {
             match value {
-                Some(d) if d.is_negative() => problems.push(problem(key, format!("must not be negative (got {d:#})"))),
+                Some(d) if d.is_negative() => {
+                    problems.push((key.to_string(), format!("must not be negative (got {d:#})")))
+                }
                 Some(d) => *slot = d,
                 None => {}
             }
         }
-        if let Some(n) = def.phrases_per_nudge {
-            s.phrases_per_nudge = n;
+        if let Some(hours) = o.business_hours {
+            s.schedule.day_start = hours.start.unwrap_or(s.schedule.day_start);
+            s.schedule.day_end = hours.end.unwrap_or(s.schedule.day_end);
+            s.schedule.evening = hours.evening.unwrap_or(s.schedule.evening);
         }
-        let hours = def.business_hours;
-        s.schedule.day_start = hours.start.unwrap_or(s.schedule.day_start);
-        s.schedule.day_end = hours.end.unwrap_or(s.schedule.day_end);
-        s.schedule.evening = hours.evening.unwrap_or(s.schedule.evening);
         if s.schedule.day_start >= s.schedule.day_end {
-            problems.push(problem("business_hours", "start must be before end".into()));
+            problems.push(("business_hours".to_string(), "start must be before end".to_string()));
         }
         if s.default_due <= SignedDuration::ZERO {
-            problems.push(problem("follow_up.default_due", "must be longer than zero".into()));
+            problems.push((
+                "follow_up.default_due".to_string(),
+                "must be longer than zero".to_string(),
+            ));
         }
         if problems.is_empty() {
             Ok(s)
         } else {
-            Err(Problems(problems))
+            Err(problems)
         }
     }
 }
