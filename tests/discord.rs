@@ -148,8 +148,25 @@ impl Setup {
             json!({}),
         );
         self.clock.advance_to(ts.parse().unwrap());
-        self.stand_in.dispatch("MESSAGE_CREATE", m);
+        self.dispatch_and_wait("MESSAGE_CREATE", m);
         id
+    }
+
+    /// Dispatches a message event and waits until the bot has taken it, as a human-paced chat
+    /// would: serenity handles events concurrently, so back-to-back sends could be read out of order.
+    fn dispatch_and_wait(&self, kind: &str, event: Value) {
+        let handler = &self.bot.as_ref().unwrap().handler;
+        let before = handler.messages_seen.load(std::sync::atomic::Ordering::SeqCst);
+        self.stand_in.dispatch(kind, event);
+        let deadline = std::time::Instant::now() + WAIT;
+        // The runtime is multi-threaded: let it move other work off this thread while it waits.
+        tokio::task::block_in_place(|| {
+            while handler.messages_seen.load(std::sync::atomic::Ordering::SeqCst) == before
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
     }
 
     /// Messages the bot posted to `channel`.
@@ -380,7 +397,11 @@ async fn closed_dms_fall_back_to_one_private_coaching_thread() {
             r.iter().any(|r| r.path == format!("/channels/{COACHING}/threads"))
         })
         .await;
-    assert!(created, "a private thread is created in the coaching channel");
+    assert!(
+        created,
+        "a private thread is created in the coaching channel; requests: {:#?}",
+        s.stand_in.requests()
+    );
     let thread_req = s
         .stand_in
         .requests()
@@ -667,4 +688,51 @@ async fn an_edited_message_is_reread_without_a_second_nudge() {
     s.settle().await;
     assert_eq!(s.dms_to(ANA).len(), 1);
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backstop_run_exits_cleanly_on_sigterm() {
+    let stand_in = StandIn::start(0, vec![guild()]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("config/rules.toml"), dir.path().join("rules.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("backstop.toml"),
+        format!("[[guild]]\nid = \"{GUILD}\"\nwatch_categories = [\"{CATEGORY}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\n"),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_backstop"))
+        .args(["run", "--config"])
+        .arg(dir.path())
+        .arg("--prompts")
+        .arg(root.join("prompts"))
+        .arg("--discord-api")
+        .arg(stand_in.url())
+        .env("DISCORD_TOKEN", "secret-test-token-xyz")
+        .env("RUST_LOG", "debug")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(stand_in.wait_identified(WAIT).await, "backstop run connects");
+    assert!(
+        stand_in
+            .wait_until(WAIT, |r| r.iter().any(|r| r.path.ends_with("/commands")))
+            .await
+    );
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let out = child.wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "exit status {:?}", status.0);
+    assert!(
+        !status.1.contains("secret-test-token-xyz"),
+        "the token is never printed, even in debug logs"
+    );
 }

@@ -1,10 +1,12 @@
 //! Command-line interface: argument definitions and one module per subcommand.
 
 mod check;
+#[cfg(feature = "stand-in")]
 mod demo;
 mod phrase;
 mod replay;
 mod run;
+#[cfg(feature = "stand-in")]
 mod stand_in;
 
 use std::path::PathBuf;
@@ -33,8 +35,10 @@ enum Command {
     /// Run the Discord bot (config/backstop.toml, DISCORD_TOKEN).
     Run(run::RunArgs),
     /// Play a day of support through the real bot on a local Discord stand-in.
+    #[cfg(feature = "stand-in")]
     Demo(demo::DemoArgs),
     /// Run the local Discord stand-in on its own, printing what it receives.
+    #[cfg(feature = "stand-in")]
     StandIn(stand_in::StandInArgs),
 }
 
@@ -72,7 +76,9 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Phrase(args) => phrase::run(args),
         Command::Run(args) => run::run(args),
+        #[cfg(feature = "stand-in")]
         Command::Demo(args) => demo::run(args),
+        #[cfg(feature = "stand-in")]
         Command::StandIn(args) => stand_in::run(args),
     };
     match outcome {

@@ -139,7 +139,13 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
             let mut lines = Vec::new();
             for (id, engine) in handler.guilds.all().filter(|(id, _)| Some(*id) == guild) {
                 let schedule = engine.settings().schedule.clone();
-                for p in engine.open_promises().into_iter().filter(|p| p.agent.as_str() == me) {
+                let lead = handler.is_lead(id, cmd);
+                // Agents see their own promises; leads see the team's.
+                for p in engine
+                    .open_promises()
+                    .into_iter()
+                    .filter(|p| lead || p.agent.as_str() == me)
+                {
                     let link = super::delivery::jump_link(
                         id,
                         p.conversation.as_str().parse().unwrap_or(0),

@@ -211,18 +211,20 @@ impl Handler {
         let conversation = msg.channel_id.get().to_string();
         let author = msg.author.id.get().to_string();
         let at = convert::timestamp(&msg.timestamp);
-        let mut nudges = Vec::new();
-        if role == Role::Agent && !edited {
-            nudges.extend(engine.claim(&conversation, &author, at));
-        }
-        nudges.extend(engine.observe(&engine::Message {
+        let message = engine::Message {
             conversation: &conversation,
             author: &author,
             role,
             text: &msg.content,
             at,
             source: engine::MessageRef(msg.id.get()),
-        }));
+        };
+        // A first reply claims an earlier unanswered cue in the same step (see observe_claiming).
+        let nudges = if edited {
+            engine.observe(&message)
+        } else {
+            engine.observe_claiming(&message)
+        };
         if nudges.iter().any(|n| n.due.is_some()) {
             self.guilds.wake(guild.id);
         }

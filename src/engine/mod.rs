@@ -101,6 +101,19 @@ impl Engine {
 
     /// Reads one message and returns the nudges it causes.
     pub fn observe(&self, msg: &Message<'_>) -> Vec<Nudge> {
+        self.observe_inner(msg, false)
+    }
+
+    /// Like [`Engine::observe`], but an agent's message also claims a customer cue that arrived
+    /// before any agent spoke, in the same step: the claimed nudge, addressed to this agent, comes
+    /// first. Live adapters use this; doing the claim and the read as two calls would let a cue
+    /// read in between be cleared unclaimed. Replay uses `observe`, where such a cue was already
+    /// reported with no agent.
+    pub fn observe_claiming(&self, msg: &Message<'_>) -> Vec<Nudge> {
+        self.observe_inner(msg, true)
+    }
+
+    fn observe_inner(&self, msg: &Message<'_>, claim: bool) -> Vec<Nudge> {
         let text = Prepared::new(msg.text);
         let hits = self.rules.scan(msg.role, &text);
         let mut conv = match self.conversations.get_mut(msg.conversation) {
@@ -114,6 +127,13 @@ impl Engine {
         let conv = conv.value_mut();
         conv.last_message = conv.last_message.max(msg.at);
         let mut out = Vec::new();
+        if claim && msg.role == Role::Agent {
+            if let Some(mut nudge) = conv.unclaimed.take().map(|n| *n) {
+                nudge.agent = Some(UserId::new(msg.author));
+                nudge.at = nudge.at.max(msg.at);
+                out.push(nudge);
+            }
+        }
         match msg.role {
             Role::Customer => self.customer_message(&id, conv, msg, &text, &hits, &mut out),
             Role::Agent => self.agent_message(&id, conv, msg, &text, &hits, &mut out),

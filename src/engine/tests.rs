@@ -164,6 +164,26 @@ fn cue_before_any_agent_is_unaddressed_until_claimed_once() {
 }
 
 #[test]
+fn observe_claiming_hands_the_cue_to_the_replying_agent_in_one_step() {
+    let e = engine();
+    chat(&e).say("c1", "cust", Role::Customer, "I haven't received it", "10:00");
+    let n = e.observe_claiming(&Message {
+        conversation: "c1",
+        author: "ben",
+        role: Role::Agent,
+        text: "Hello!",
+        at: t("10:01"),
+        source: MessageRef(2),
+    });
+    assert_eq!(n.len(), 1);
+    assert_eq!(
+        (n[0].kind, n[0].source, n[0].agent.as_ref().unwrap().as_str()),
+        (PriorFailure, MessageRef(1), "ben")
+    );
+    assert!(e.claim("c1", "ana", t("10:02")).is_none());
+}
+
+#[test]
 fn an_agent_reply_clears_an_unclaimed_cue() {
     let e = engine();
     let mut c = chat(&e);
