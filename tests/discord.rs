@@ -1,12 +1,13 @@
 //! End-to-end: the real serenity client, the real engine and config, against the local Discord
 //! stand-in over loopback. Time is a hand-moved clock, so "due at 3pm" is checked without waiting.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use backstop::config::Sources;
 use backstop::discord::clock::{Clock, ManualClock};
 use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::stand_in::{
@@ -86,13 +87,7 @@ async fn setup() -> Setup {
         .with_test_writer()
         .try_init();
     let stand_in = StandIn::start(0, vec![guild()]).await.expect("stand-in starts");
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let engine = Sources {
-        config: Some(root.join("config")),
-        prompts: Some(root.join("prompts")),
-    }
-    .engine()
-    .unwrap();
+    let engine = common::shipped().engine().unwrap();
     let config_text = format!(
         "[[guild]]\nid = \"{GUILD}\"\nwatch_channels = [\"{SUPPORT}\"]\nwatch_categories = [\"{CATEGORY}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\ncoaching_channel = \"{COACHING}\"\n[guild.follow_up]\nescalate_after = \"30m\"\n"
     );

@@ -6,11 +6,12 @@
 //! below 0.9 on either. The fixtures are a measuring stick: fix rules for the paraphrase, never
 //! for the line.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 
-use backstop::config::Sources;
 use backstop::eval::{score, Score};
 use backstop::replay::replay_all;
 use backstop::transcript::parse_all;
@@ -21,10 +22,7 @@ const FLOOR: f64 = 0.9;
 /// score and the number of conversations.
 fn score_dir(dir: &str) -> (Score, usize) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let sources = Sources {
-        config: Some(root.join("config")),
-        prompts: Some(root.join("prompts")),
-    };
+    let sources = common::shipped();
     let dir = root.join(dir);
     let mut files: Vec<PathBuf> = fs::read_dir(&dir)
         .unwrap()

@@ -1,26 +1,19 @@
 //! Property tests: whatever the text and whatever the order, the engine never panics and every
 //! nudge points at a message that was really fed to it.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
 
-use backstop::config::Sources;
 use backstop::engine::{Engine, Message, MessageRef, NudgeKind, Role};
 
 /// One engine for every case (compiling the rule book per case would dominate the run); each case
 /// gets conversations of its own, so cases cannot see each other's state.
-static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Sources {
-        config: Some(root.join("config")),
-        prompts: Some(root.join("prompts")),
-    }
-    .engine()
-    .expect("shipped config loads")
-});
+static ENGINE: LazyLock<Engine> = LazyLock::new(|| common::shipped().engine().expect("shipped config loads"));
 static CASE: AtomicUsize = AtomicUsize::new(0);
 
 fn fresh_case() -> usize {

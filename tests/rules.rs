@@ -3,10 +3,11 @@
 //! Each case is one short exchange run through the real engine with the real config; the
 //! assertion is the nudge kinds (and categories) that come out of its last message.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 
-use backstop::config::Sources;
 use backstop::engine::{Category, Engine, Message, MessageRef, Nudge, NudgeKind, Role};
 
 /// One engine shared by every case; each case runs in a conversation of its own.
@@ -14,13 +15,7 @@ static ENGINE: LazyLock<Engine> = LazyLock::new(engine);
 static CONVERSATION: AtomicUsize = AtomicUsize::new(0);
 
 fn engine() -> Engine {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Sources {
-        config: Some(root.join("config")),
-        prompts: Some(root.join("prompts")),
-    }
-    .engine()
-    .expect("shipped config loads")
+    common::shipped().engine().expect("shipped config loads")
 }
 
 /// Runs `turns` (role, text) one minute apart in a fresh conversation; returns the last turn's nudges.

@@ -27,8 +27,6 @@ use config::BotConfig;
 use delivery::Deliverer;
 use handler::Handler;
 
-pub use commands::phrase_answer;
-
 /// One engine per configured guild (its own settings and state), sharing rules and prompts.
 pub struct Guilds {
     engines: HashMap<u64, Arc<Engine>>,
