@@ -10,7 +10,7 @@ use super::handler::Handler;
 use crate::engine::{format_due, NudgeKind, Prompts};
 
 /// The commands registered in every configured guild (bulk overwrite, so stale ones disappear).
-pub fn definitions(_prompts: &Prompts) -> Vec<CreateCommand> {
+pub fn definitions() -> Vec<CreateCommand> {
     vec![
         CreateCommand::new("phrase")
             .description("Phrases for a service-recovery situation")
@@ -128,7 +128,7 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
                 })
             };
             phrase_answer(
-                &handler.guilds.prompts(),
+                handler.guilds.prompts(),
                 get("situation").as_deref(),
                 get("search").as_deref(),
             )

@@ -1,22 +1,17 @@
 //! Conversions from serenity's types to Backstop's: the one place that knows both.
 
-use serenity::all::{ChannelType, GuildChannel};
+use serenity::all::GuildChannel;
 
 /// What Backstop needs to know about a channel to decide whether it is watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelInfo {
     pub parent: Option<u64>,
-    pub is_thread: bool,
 }
 
 impl ChannelInfo {
     pub fn of(c: &GuildChannel) -> ChannelInfo {
         ChannelInfo {
             parent: c.parent_id.map(|p| p.get()),
-            is_thread: matches!(
-                c.kind,
-                ChannelType::PublicThread | ChannelType::PrivateThread | ChannelType::NewsThread
-            ),
         }
     }
 }

@@ -286,9 +286,8 @@ impl EventHandler for Handler {
     async fn ready(&self, ctx: Context, ready: Ready) {
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
         for guild in &self.config.guilds {
-            let prompts = self.guilds.prompts();
             if let Err(e) = GuildId::new(guild.id)
-                .set_commands(&ctx.http, commands::definitions(&prompts))
+                .set_commands(&ctx.http, commands::definitions())
                 .await
             {
                 tracing::warn!(guild = guild.id, error = %e, "could not register slash commands");
@@ -376,7 +375,7 @@ impl EventHandler for Handler {
         match interaction {
             Interaction::Command(cmd) => commands::run(self, &ctx, &cmd).await,
             Interaction::Autocomplete(ac) => {
-                let choices = commands::autocomplete(&self.guilds.prompts(), &ac);
+                let choices = commands::autocomplete(self.guilds.prompts(), &ac);
                 let response = CreateInteractionResponse::Autocomplete(
                     choices
                         .into_iter()

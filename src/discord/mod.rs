@@ -53,11 +53,12 @@ impl Guilds {
         self.engines.iter().map(|(id, e)| (*id, e))
     }
 
-    pub fn prompts(&self) -> Prompts {
+    /// The prompts every guild's engine shares.
+    pub fn prompts(&self) -> &Prompts {
         self.engines
             .values()
             .next()
-            .map(|e| e.prompts().clone())
+            .map(|e| e.prompts())
             .expect("at least one guild")
     }
 
