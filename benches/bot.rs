@@ -19,7 +19,8 @@ use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::stand_in::{
     message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn,
 };
-use backstop::discord::{start, Endpoint};
+use backstop::discord::{start, Endpoint, Options};
+use backstop::store::{StorageConfig, Store};
 use backstop::engine::Role;
 
 const N: usize = 10_000;
@@ -137,17 +138,23 @@ fn main() {
         );
         let config = BotConfig::parse("bench", &config, engine.settings()).expect("config");
         let clock = ManualClock::new(records[0].ts);
-        let bot = start(
-            &engine,
-            Arc::new(config),
-            &Token::new("bench".into()),
-            &Endpoint {
+        let data = tempfile::tempdir().expect("scratch folder");
+        let store = Store::open(&StorageConfig {
+            data_dir: data.path().to_path_buf(),
+            ..StorageConfig::default()
+        })
+        .await
+        .expect("SQLite store opens");
+        let options = Options {
+            endpoint: Endpoint {
                 api: Some(stand_in.url()),
             },
-            Clock::Manual(clock.clone()),
-        )
-        .await
-        .expect("bot starts");
+            clock: Clock::Manual(clock.clone()),
+            shards: None,
+        };
+        let bot = start(&engine, Arc::new(config), &Token::new("bench".into()), store, options)
+            .await
+            .expect("bot starts");
         assert!(stand_in.wait_identified(Duration::from_secs(30)).await);
         stand_in
             .wait_until(Duration::from_secs(30), |r| {

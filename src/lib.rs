@@ -16,4 +16,5 @@ pub mod discord;
 pub mod engine;
 pub mod eval;
 pub mod replay;
+pub mod store;
 pub mod transcript;

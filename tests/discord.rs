@@ -13,7 +13,8 @@ use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::stand_in::{
     message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, Recorded, RoleSpec, StandIn,
 };
-use backstop::discord::{start, Endpoint, Running};
+use backstop::discord::{start, Endpoint, Options, Running};
+use backstop::store::{StorageConfig, Store};
 
 const GUILD: u64 = 900_000_000_000_000_001;
 const AGENT_ROLE: u64 = 900_000_000_000_000_010;
@@ -33,6 +34,8 @@ struct Setup {
     stand_in: StandIn,
     clock: Arc<ManualClock>,
     bot: Option<Running>,
+    /// The bot's SQLite folder, removed when the test ends.
+    _data: tempfile::TempDir,
 }
 
 fn guild() -> GuildSpec {
@@ -93,18 +96,23 @@ async fn setup() -> Setup {
     );
     let config = Arc::new(BotConfig::parse("backstop.toml", &config_text, engine.settings()).unwrap());
     let clock = ManualClock::new("2026-11-23T09:00:00Z".parse().unwrap());
-    let endpoint = Endpoint {
-        api: Some(stand_in.url()),
-    };
-    let bot = start(
-        &engine,
-        config,
-        &Token::new("test-token".into()),
-        &endpoint,
-        Clock::Manual(clock.clone()),
-    )
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(&StorageConfig {
+        data_dir: data.path().to_path_buf(),
+        ..StorageConfig::default()
+    })
     .await
     .unwrap();
+    let options = Options {
+        endpoint: Endpoint {
+            api: Some(stand_in.url()),
+        },
+        clock: Clock::Manual(clock.clone()),
+        shards: None,
+    };
+    let bot = start(&engine, config, &Token::new("test-token".into()), store, options)
+        .await
+        .unwrap();
     assert!(
         stand_in.wait_identified(WAIT).await,
         "the bot identifies with the gateway"
@@ -118,6 +126,7 @@ async fn setup() -> Setup {
         stand_in,
         clock,
         bot: Some(bot),
+        _data: data,
     }
 }
 

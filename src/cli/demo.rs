@@ -17,7 +17,8 @@ use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::stand_in::{
     message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn,
 };
-use backstop::discord::{start, Endpoint};
+use backstop::discord::{start, Endpoint, Options};
+use backstop::store::{StorageConfig, Store};
 use backstop::engine::Role;
 use backstop::transcript::{parse_all, Record};
 
@@ -151,8 +152,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let config_text = format!("[[guild]]\nid = \"{GUILD}\"\nname = \"Backstop demo\"\nwatch_channels = [\"{SUPPORT}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\ncoaching_channel = \"{COACHING}\"\n");
         let config = BotConfig::parse("(demo) backstop.toml", &config_text, engine.settings())?;
         let clock = ManualClock::new(first);
-        let endpoint = Endpoint { api: Some(stand_in.url()) };
-        let bot = start(&engine, Arc::new(config), &Token::new("demo-token".into()), &endpoint, Clock::Manual(clock.clone())).await?;
+        // The demo keeps its state in a scratch folder of its own, removed at the end.
+        let data_dir = std::env::temp_dir().join(format!("backstop-demo-{}", std::process::id()));
+        let store = Store::open(&StorageConfig { data_dir: data_dir.clone(), ..StorageConfig::default() }).await?;
+        let options = Options { endpoint: Endpoint { api: Some(stand_in.url()) }, clock: Clock::Manual(clock.clone()), shards: None };
+        let bot = start(&engine, Arc::new(config), &Token::new("demo-token".into()), store, options).await?;
         if !stand_in.wait_identified(Duration::from_secs(15)).await {
             anyhow::bail!("the bot did not connect to the stand-in");
         }
@@ -183,6 +187,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         bot.shutdown().await?;
+        let _ = std::fs::remove_dir_all(&data_dir);
         let counts = counts.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let total: usize = counts.values().sum();
         let by_kind: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();

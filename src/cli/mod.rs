@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and one module per subcommand.
 
 mod check;
+mod data;
 #[cfg(feature = "stand-in")]
 mod demo;
 mod phrase;
@@ -34,6 +35,10 @@ enum Command {
     Phrase(phrase::PhraseArgs),
     /// Run the Discord bot (config/backstop.toml, DISCORD_TOKEN).
     Run(run::RunArgs),
+    /// Delete everything stored about one Discord user (customer or agent).
+    Forget(data::ForgetArgs),
+    /// Write the nudge log and promises as JSON Lines.
+    Export(data::ExportArgs),
     /// Play a day of support through the real bot on a local Discord stand-in.
     #[cfg(feature = "stand-in")]
     Demo(demo::DemoArgs),
@@ -76,6 +81,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Phrase(args) => phrase::run(args),
         Command::Run(args) => run::run(args),
+        Command::Forget(args) => data::forget(args),
+        Command::Export(args) => data::export(args),
         #[cfg(feature = "stand-in")]
         Command::Demo(args) => demo::run(args),
         #[cfg(feature = "stand-in")]

@@ -8,6 +8,8 @@ use serenity::all::{
 
 use super::handler::Handler;
 use crate::engine::{format_due, NudgeKind, Prompts};
+use crate::store::writer::Write;
+use crate::store::{from_ms, PromiseState};
 
 /// The commands registered in every configured guild (bulk overwrite, so stale ones disappear).
 pub fn definitions() -> Vec<CreateCommand> {
@@ -133,40 +135,9 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
                 get("search").as_deref(),
             )
         }
-        "followups" => {
-            let me = cmd.user.id.get().to_string();
-            let guild = cmd.guild_id.map(|g| g.get());
-            let mut lines = Vec::new();
-            for (id, engine) in handler.guilds.all().filter(|(id, _)| Some(*id) == guild) {
-                let schedule = engine.settings().schedule.clone();
-                let lead = handler.is_lead(id, cmd);
-                // Agents see their own promises; leads see the team's.
-                for p in engine
-                    .open_promises()
-                    .into_iter()
-                    .filter(|p| lead || p.agent.as_str() == me)
-                {
-                    let link = super::delivery::jump_link(
-                        id,
-                        p.conversation.as_str().parse().unwrap_or(0),
-                        serenity::all::MessageId::new(p.source.0.max(1)),
-                    );
-                    let state = if p.overdue { " **overdue**" } else { "" };
-                    lines.push(format!(
-                        "• due {}{state}: \"{}\" [jump]({link})",
-                        format_due(p.due.at, &schedule),
-                        p.evidence
-                    ));
-                }
-            }
-            if lines.is_empty() {
-                "You have no open follow-up promises.".to_string()
-            } else {
-                lines.join("\n")
-            }
-        }
-        "followup" => followup(handler, cmd),
-        "coach" => coach(handler, cmd),
+        "followups" => followups(handler, cmd).await,
+        "followup" => followup(handler, cmd).await,
+        "coach" => coach(handler, cmd).await,
         other => format!("Unknown command /{other}."),
     };
     let response =
@@ -184,40 +155,82 @@ fn subcommand<'a>(cmd: &'a CommandInteraction) -> Option<(&'a str, Vec<serenity:
     })
 }
 
-fn followup(handler: &Handler, cmd: &CommandInteraction) -> String {
+/// Open promises: an agent's own, or the team's for a lead. Read from the store, so promises
+/// made before a restart are listed too.
+async fn followups(handler: &Handler, cmd: &CommandInteraction) -> String {
     let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
         return "Use this in a server.".into();
     };
     let Some(engine) = handler.guilds.engine(guild) else {
         return "Backstop is not set up in this server.".into();
     };
-    let conversation = cmd.channel_id.get().to_string();
-    let me = cmd.user.id.get().to_string();
-    let mine = engine
-        .open_promises()
-        .into_iter()
-        .find(|p| p.conversation.as_str() == conversation);
-    match (subcommand(cmd).map(|(name, _)| name), mine) {
+    let schedule = &engine.settings().schedule;
+    let agent = (!handler.is_lead(guild, cmd)).then(|| cmd.user.id.get());
+    let promises = match handler.store.open_promises(guild, agent).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list promises");
+            return "The promise list is unavailable right now (the database is not answering). Try again shortly.".into();
+        }
+    };
+    let lines: Vec<String> = promises
+        .iter()
+        .map(|p| {
+            let link = super::delivery::jump_link(guild, p.conversation, serenity::all::MessageId::new(p.message.max(1)));
+            let state = match p.state {
+                PromiseState::Overdue | PromiseState::Escalated => " **overdue**",
+                _ => "",
+            };
+            let who = if agent.is_none() { format!(" <@{}>", p.agent) } else { String::new() };
+            format!(
+                "• due {}{state}{who}: \"{}\" [jump]({link})",
+                format_due(from_ms(p.due_at), schedule),
+                p.evidence
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        "You have no open follow-up promises.".to_string()
+    } else {
+        lines.join("\n")
+    }
+}
+
+async fn followup(handler: &Handler, cmd: &CommandInteraction) -> String {
+    let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
+        return "Use this in a server.".into();
+    };
+    let Some(engine) = handler.guilds.engine(guild) else {
+        return "Backstop is not set up in this server.".into();
+    };
+    let conversation = cmd.channel_id.get();
+    let me = cmd.user.id.get();
+    let owner = match handler.store.open_promise_in(conversation).await {
+        Ok(p) => p.map(|p| p.agent),
+        Err(_) => engine
+            .promise(&conversation.to_string())
+            .and_then(|p| p.agent.as_str().parse().ok()),
+    };
+    let now = handler.guilds.clock().now();
+    match (subcommand(cmd).map(|(name, _)| name), owner) {
         (_, None) => "There is no open promise in this conversation.".into(),
-        (_, Some(p)) if p.agent.as_str() != me && !handler.is_lead(guild, cmd) => {
+        (_, Some(agent)) if agent != me && !handler.is_lead(guild, cmd) => {
             "That promise is another agent's; only they or a lead can close it.".into()
         }
         (Some("done"), Some(_)) => {
-            engine.promise_kept(&conversation);
+            handler.settle_promise(conversation, None).await;
             "Marked done. Nice follow-through.".into()
         }
         (Some("snooze"), Some(_)) => {
-            let now = handler.guilds.clock().now();
             let until = now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
-            engine.snooze(&conversation, until);
-            handler.guilds.wake(guild);
+            handler.settle_promise(conversation, Some(until)).await;
             "Snoozed for an hour. I'll remind you again before it's due.".into()
         }
         _ => "Use /followup done or /followup snooze.".into(),
     }
 }
 
-fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
+async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
     let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
         return "Use this in a server.".into();
     };
@@ -233,6 +246,12 @@ fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                 Some(Ok(d)) if d.is_positive() && d <= jiff::SignedDuration::from_hours(24 * 7) => {
                     let until = now.checked_add(d).unwrap_or(now);
                     handler.mutes.insert((guild, me), until);
+                    handler.writer.send(Write::Mute {
+                        guild,
+                        agent: me,
+                        until: Some(until.as_millisecond()),
+                        now: now.as_millisecond(),
+                    });
                     format!("Coaching nudges paused for {d:#}. Follow-up reminders still come: a promise is a promise.")
                 }
                 _ => "Give a duration between a minute and a week, like `30m` or `2h`.".into(),
@@ -240,6 +259,12 @@ fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
         }
         Some(("unmute", _)) => {
             handler.mutes.remove(&(guild, me));
+            handler.writer.send(Write::Mute {
+                guild,
+                agent: me,
+                until: None,
+                now: now.as_millisecond(),
+            });
             "Coaching nudges are back on.".into()
         }
         Some(("stats", _)) if !handler.is_lead(guild, cmd) => {
@@ -254,17 +279,27 @@ fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
             let week_start = today
                 .checked_sub(jiff::Span::new().days(i64::from(today.weekday().to_monday_zero_offset())))
                 .unwrap_or(today);
+            let since = |date: jiff::civil::Date| {
+                date.to_zoned(tz.clone())
+                    .map(|z| z.timestamp().as_millisecond())
+                    .unwrap_or(0)
+            };
+            let (day, week) = match tokio::join!(
+                handler.store.nudge_counts(guild, since(today)),
+                handler.store.nudge_counts(guild, since(week_start))
+            ) {
+                (Ok(d), Ok(w)) => (d, w),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read the nudge log");
+                    return "Figures are unavailable right now (the database is not answering). Try again shortly.".into();
+                }
+            };
+            let count = |rows: &[(String, i64, i64, i64)], kind: NudgeKind| {
+                rows.iter().find(|r| r.0 == kind.as_str()).map_or(0, |r| r.1)
+            };
             let mut lines = vec!["**Nudges delivered** (today / this week)".to_string()];
-            let delivered = handler.delivered.lock().unwrap_or_else(|e| e.into_inner());
             for kind in NudgeKind::ALL {
-                let days: Vec<jiff::civil::Date> = delivered
-                    .iter()
-                    .filter(|(g, k, _)| *g == guild && *k == kind)
-                    .map(|(_, _, at)| at.to_zoned(tz.clone()).date())
-                    .collect();
-                let day = days.iter().filter(|d| **d == today).count();
-                let week = days.iter().filter(|d| **d >= week_start && **d <= today).count();
-                lines.push(format!("{kind}: {day} / {week}"));
+                lines.push(format!("{kind}: {} / {}", count(&day, kind), count(&week, kind)));
             }
             lines.join("\n")
         }

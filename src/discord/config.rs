@@ -12,6 +12,7 @@ use jiff::SignedDuration;
 use serde::Deserialize;
 
 use crate::engine::{FollowUpOverrides, HoursOverrides, Overrides, Problem, Problems, Settings};
+use crate::store::{MaskDef, Redactor, StorageConfig};
 
 /// How an agent receives nudges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -47,6 +48,8 @@ pub struct GuildConfig {
 pub struct BotConfig {
     pub token_file: Option<PathBuf>,
     pub guilds: Vec<GuildConfig>,
+    /// Where promises, the nudge log and settings are kept (`[storage]`).
+    pub storage: StorageConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +58,59 @@ struct FileDef {
     token_file: Option<PathBuf>,
     #[serde(default)]
     guild: Vec<toml::Spanned<toml::Value>>,
+    storage: Option<toml::Spanned<toml::Value>>,
+}
+
+/// `[storage]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageDef {
+    url: Option<String>,
+    data_dir: Option<PathBuf>,
+    retention_days: Option<u32>,
+    #[serde(default)]
+    redact: Vec<MaskDef>,
+}
+
+/// Reads `[storage]`; the data folder is relative to the working directory.
+fn storage(file: &str, text: &str, def: Option<toml::Spanned<toml::Value>>, problems: &mut Vec<Problem>) -> StorageConfig {
+    let mut config = StorageConfig::default();
+    let Some(spanned) = def else { return config };
+    let line = crate::engine::line_of(text, spanned.span().start);
+    let def: StorageDef = match spanned.into_inner().try_into() {
+        Ok(d) => d,
+        Err(e) => {
+            problems.push(Problem::new(file, Some(line), Some("storage".into()), e.message().trim().to_string()));
+            return config;
+        }
+    };
+    if let Some(url) = def.url.filter(|u| !u.trim().is_empty()) {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            problems.push(Problem::new(
+                file,
+                Some(line),
+                Some("storage.url".into()),
+                "must be a postgres:// URL; leave it out to use SQLite in storage.data_dir",
+            ));
+        }
+        config.url = Some(url);
+    }
+    if let Some(dir) = def.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(days) = def.retention_days {
+        config.retention_days = (days > 0).then_some(days);
+    }
+    match Redactor::new(&def.redact, file) {
+        Ok(r) => config.redactor = r,
+        Err(mut bad) => {
+            for p in &mut bad {
+                p.line = Some(line);
+            }
+            problems.extend(bad);
+        }
+    }
+    config
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +154,7 @@ impl BotConfig {
         let def: FileDef =
             toml::from_str(text).map_err(|e| Problems(vec![crate::engine::toml_problem(file, text, &e)]))?;
         let mut problems = Vec::new();
+        let storage = storage(file, text, def.storage, &mut problems);
         let mut guilds = Vec::new();
         for (index, spanned) in def.guild.into_iter().enumerate() {
             let line = crate::engine::line_of(text, spanned.span().start);
@@ -195,6 +252,7 @@ impl BotConfig {
             Ok(BotConfig {
                 token_file: def.token_file,
                 guilds,
+                storage,
             })
         } else {
             Err(Problems(problems))
@@ -310,6 +368,27 @@ escalate_after = "1h"
             err.contains("guild[0].watch_channels[0]: \"general\" is not a Discord id"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn storage_defaults_to_sqlite_and_checks_its_keys() {
+        let c = BotConfig::parse("backstop.toml", GOOD, &Settings::default()).unwrap();
+        assert_eq!(c.storage.url, None);
+        assert_eq!(c.storage.sqlite_path(), Some(PathBuf::from("data/backstop.db")));
+        let text = format!(
+            "{GOOD}\n[storage]\ndata_dir = \"/var/lib/backstop\"\nretention_days = 30\n\
+             [[storage.redact]]\nname = \"member\"\npattern = \"MEM\\\\d+\"\n"
+        );
+        let c = BotConfig::parse("backstop.toml", &text, &Settings::default()).unwrap();
+        assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/backstop"));
+        assert_eq!(c.storage.retention_days, Some(30));
+        assert_eq!(c.storage.redactor.redact("card MEM123"), "card [redacted]");
+        let bad = format!("{GOOD}\n[storage]\nurl = \"mysql://x\"\nretain = 3\n");
+        let err = BotConfig::parse("backstop.toml", &bad, &Settings::default()).unwrap_err().to_string();
+        assert!(err.contains("storage: unknown field `retain`"), "{err}");
+        let bad = format!("{GOOD}\n[storage]\nurl = \"mysql://x\"\n");
+        let err = BotConfig::parse("backstop.toml", &bad, &Settings::default()).unwrap_err().to_string();
+        assert!(err.contains("storage.url: must be a postgres:// URL"), "{err}");
     }
 
     #[test]

@@ -14,8 +14,12 @@ use super::commands;
 use super::config::{BotConfig, GuildConfig};
 use super::convert::{self, ChannelInfo};
 use super::delivery::{jump_link, Deliverer};
+use super::reminders::Reminders;
 use super::Guilds;
-use crate::engine::{self, Nudge, NudgeKind, Role};
+use crate::engine::{self, Context as Recovery, Engine, Nudge, NudgeKind, PromiseChange, Role};
+use crate::store::records::nudge_key;
+use crate::store::writer::{Write, Writer};
+use crate::store::{from_ms, NewNudge, NewPromise, PromiseState, Store, StoreError};
 
 /// The event handler: one per bot.
 pub struct Handler {
@@ -30,12 +34,14 @@ pub struct Handler {
     pub nudged: DashSet<(u64, NudgeKind)>,
     /// Signals the first READY to whoever waits for it.
     pub ready: tokio::sync::Notify,
-    /// Feedback presses by nudge kind: (helpful, not helpful). In memory until durable storage lands.
-    pub feedback: DashMap<String, (u32, u32)>,
-    /// Agents who muted coaching, until when: (guild, user).
+    /// Promises, the nudge log, mutes and conversation context outlive the process here.
+    pub store: Store,
+    /// Writes to `store`, in order, retried through outages.
+    pub writer: Writer,
+    /// The durable scheduler's index of pending reminder steps.
+    pub reminders: Arc<Reminders>,
+    /// Agents who muted coaching, until when: (guild, user). Loaded from the store at start.
     pub mutes: DashMap<(u64, u64), jiff::Timestamp>,
-    /// Nudges delivered: (guild, kind, when), for `/coach stats`. In memory until durable storage lands.
-    pub delivered: std::sync::Mutex<Vec<(u64, NudgeKind, jiff::Timestamp)>>,
     /// Events being handled right now, so shutdown can let their sends finish.
     pub in_flight: InFlight,
     /// Messages handled so far (for benchmarks and, later, metrics).
@@ -168,18 +174,112 @@ impl Handler {
                 channel,
                 serenity::all::MessageId::new(nudge.source.0.max(1)),
             ));
-            match deliverer.deliver(guild, &nudge, jump).await {
+            let delivered = match deliverer.deliver(guild, &nudge, jump).await {
                 Ok(to) => {
                     tracing::info!(kind = %nudge.kind, conversation = %nudge.conversation, ?to, "nudge delivered");
-                    let now = self.guilds.clock().now();
-                    self.delivered
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((guild.id, nudge.kind, now));
+                    true
                 }
                 Err(e) => {
-                    tracing::error!(kind = %nudge.kind, conversation = %nudge.conversation, error = %e, "nudge not delivered")
+                    tracing::error!(kind = %nudge.kind, conversation = %nudge.conversation, error = %e, "nudge not delivered");
+                    false
                 }
+            };
+            self.writer.send(Write::Nudge(log_entry(guild.id, channel, &nudge, delivered)));
+        }
+    }
+
+    /// Brings a conversation's stored context and open promise back into the engine, when the
+    /// engine does not hold it (after a restart, or after it was forgotten while idle). A slow or
+    /// absent database does not hold up coaching: the conversation then starts afresh.
+    async fn recall(&self, engine: &Engine, conversation: u64) {
+        let key = conversation.to_string();
+        if engine.knows(&key) {
+            return;
+        }
+        let load = async {
+            let context = self.store.context(conversation).await?;
+            let promise = self.store.open_promise_in(conversation).await?;
+            Ok::<_, StoreError>((context, promise))
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(1), load).await {
+            Ok(Ok((None, None))) => {}
+            Ok(Ok((context, promise))) => {
+                let context = context
+                    .or_else(|| promise.as_ref().map(|p| Recovery::new(from_ms(p.made_at))))
+                    .unwrap_or_else(|| Recovery::new(self.guilds.clock().now()));
+                engine.restore(&key, context, promise.map(|p| p.to_engine()));
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, conversation, "cannot read a conversation's stored context"),
+            Err(_) => tracing::warn!(conversation, "the database is slow; reading the conversation without its stored context"),
+        }
+    }
+
+    /// Stores what happened to the conversation's promise. A new or moved promise is committed
+    /// before this returns, so its acknowledgement never goes out for a promise not yet stored.
+    async fn record(&self, guild: u64, engine: &Engine, conversation: u64, changes: Vec<PromiseChange>) {
+        let now = self.guilds.clock().now().as_millisecond();
+        let key = conversation.to_string();
+        for change in changes {
+            let (message, due, state) = match change {
+                PromiseChange::Made(p) => {
+                    let next = engine.next_step(&p, false).map(|(t, s)| (t.as_millisecond(), s));
+                    let row = NewPromise {
+                        guild,
+                        conversation,
+                        agent: p.agent.as_str().parse().unwrap_or(0),
+                        customer: p.customer.as_ref().and_then(|c| c.as_str().parse().ok()),
+                        message: p.source.0,
+                        rule: p.rule.to_string(),
+                        evidence: p.evidence.clone(),
+                        excerpt: p.quote.clone(),
+                        made_at: p.made_at.as_millisecond(),
+                        due_at: p.due.at.as_millisecond(),
+                        due_words: match &p.due.source {
+                            engine::DueSource::Stated(words) => Some(words.clone()),
+                            engine::DueSource::Default => None,
+                        },
+                        next,
+                    };
+                    if let (Some(id), Some((at, _))) = (self.writer.promise(row).await, next) {
+                        self.reminders.add(at, id);
+                    }
+                    continue;
+                }
+                PromiseChange::Superseded { source, .. } => (source, None, PromiseState::Superseded),
+                PromiseChange::Kept { source, .. } => (source, None, PromiseState::Done),
+                PromiseChange::Restated { source, due } => (source, Some(due), PromiseState::Open),
+                PromiseChange::Chased { source, .. } => (source, None, PromiseState::Overdue),
+            };
+            if matches!(state, PromiseState::Done | PromiseState::Superseded) {
+                self.writer.send(Write::Close {
+                    guild,
+                    message: message.0,
+                    state,
+                    now,
+                });
+                continue;
+            }
+            // Restated or chased: the engine holds the promise with its new due time and flags.
+            let Some(promise) = engine.promise(&key).filter(|p| p.source == message) else {
+                continue;
+            };
+            let next = engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s));
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.writer.send(Write::Reschedule {
+                guild,
+                message: message.0,
+                due_at: promise.due.at.as_millisecond(),
+                due_words: due.and_then(|d| match d.source {
+                    engine::DueSource::Stated(words) => Some(words),
+                    engine::DueSource::Default => None,
+                }),
+                state,
+                next,
+                now,
+                stored: Some(tx),
+            });
+            if let (Ok(Some(id)), Some((at, _))) = (rx.await, next) {
+                self.reminders.add(at, id);
             }
         }
     }
@@ -208,6 +308,7 @@ impl Handler {
         let Some(engine) = self.guilds.engine(guild.id) else {
             return;
         };
+        self.recall(engine, msg.channel_id.get()).await;
         let conversation = msg.channel_id.get().to_string();
         let author = msg.author.id.get().to_string();
         let at = convert::timestamp(&msg.timestamp);
@@ -220,52 +321,105 @@ impl Handler {
             source: engine::MessageRef(msg.id.get()),
         };
         // A first reply claims an earlier unanswered cue in the same step (see observe_claiming).
-        let nudges = if edited {
-            engine.observe(&message)
-        } else {
-            engine.observe_claiming(&message)
-        };
-        if nudges.iter().any(|n| n.due.is_some()) {
-            self.guilds.wake(guild.id);
+        let reading = engine.read(&message, !edited);
+        let channel = msg.channel_id.get();
+        if !reading.changes.is_empty() {
+            self.record(guild.id, engine, channel, reading.changes).await;
         }
-        self.send(guild, msg.channel_id.get(), nudges).await;
+        if let Some(context) = engine.context(&conversation) {
+            self.writer.send(Write::Context {
+                guild: guild.id,
+                conversation: channel,
+                context: Box::new(context),
+                now: at.as_millisecond(),
+            });
+        }
+        self.send(guild, channel, reading.nudges).await;
+    }
+
+    /// Closes or snoozes the open promise of a conversation from a button or command: the
+    /// store's record first (it survives restarts), then the engine's copy. Returns whether a
+    /// promise was open.
+    pub async fn settle_promise(&self, conversation: u64, snooze_until: Option<jiff::Timestamp>) -> bool {
+        let key = conversation.to_string();
+        let now = self.guilds.clock().now();
+        let stored = match self.store.open_promise_in(conversation).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, conversation, "cannot read the promise; using the engine's copy");
+                None
+            }
+        };
+        let in_memory = self.guilds.all().find(|(_, e)| e.promise(&key).is_some());
+        let (guild, message) = match (&stored, in_memory) {
+            (Some(p), _) => (p.guild, p.message),
+            (None, Some((g, e))) => (g, e.promise(&key).map_or(0, |p| p.source.0)),
+            (None, None) => return false,
+        };
+        let Some(engine) = self.guilds.engine(guild) else { return false };
+        match snooze_until {
+            None => {
+                engine.promise_kept(&key);
+                self.writer.send(Write::Close {
+                    guild,
+                    message,
+                    state: PromiseState::Done,
+                    now: now.as_millisecond(),
+                });
+            }
+            Some(until) => {
+                engine.snooze(&key, until);
+                let mut promise = match (&stored, engine.promise(&key)) {
+                    (_, Some(p)) => p,
+                    (Some(p), None) => p.to_engine(),
+                    (None, None) => return false,
+                };
+                promise.due.at = until;
+                promise.reminded = false;
+                promise.overdue = false;
+                let next = engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s));
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.writer.send(Write::Reschedule {
+                    guild,
+                    message,
+                    due_at: until.as_millisecond(),
+                    due_words: None,
+                    state: PromiseState::Snoozed,
+                    next,
+                    now: now.as_millisecond(),
+                    stored: Some(tx),
+                });
+                if let (Ok(Some(id)), Some((at, _))) = (rx.await, next) {
+                    self.reminders.add(at, id);
+                }
+            }
+        }
+        true
     }
 
     async fn on_component(&self, ctx: &Context, c: &ComponentInteraction) {
         let parts: Vec<&str> = c.data.custom_id.splitn(5, ':').collect();
         let reply = match parts.as_slice() {
-            ["bs", action @ ("up" | "down"), _conv, _msg, kind] => {
-                let mut entry = self.feedback.entry((*kind).to_string()).or_default();
-                if *action == "up" {
-                    entry.0 += 1
-                } else {
-                    entry.1 += 1
-                }
+            ["bs", action @ ("up" | "down"), _conv, msg, kind] => {
+                self.writer.send(Write::Feedback {
+                    key: nudge_key(msg.parse().unwrap_or(0), kind),
+                    helpful: *action == "up",
+                    by: c.user.id.get(),
+                    at: self.guilds.clock().now().as_millisecond(),
+                });
                 "Thanks, noted. Your feedback tunes which nudges Backstop sends.".to_string()
             }
             ["bs", "done", conv, _, _] => {
-                let kept = self.guilds.all().any(|(_, e)| e.promise_kept(conv));
-                if kept {
+                if self.settle_promise(conv.parse().unwrap_or(0), None).await {
                     "Marked done. Nice follow-through.".into()
                 } else {
                     "That promise was already closed.".into()
                 }
             }
             ["bs", "snooze", conv, _, _] => {
-                let until = self
-                    .guilds
-                    .clock()
-                    .now()
-                    .checked_add(jiff::SignedDuration::from_hours(1))
-                    .unwrap_or_else(|_| self.guilds.clock().now());
-                let moved = self.guilds.all().any(|(id, e)| {
-                    let moved = e.snooze(conv, until);
-                    if moved {
-                        self.guilds.wake(id);
-                    }
-                    moved
-                });
-                if moved {
+                let now = self.guilds.clock().now();
+                let until = now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
+                if self.settle_promise(conv.parse().unwrap_or(0), Some(until)).await {
                     "Snoozed for an hour. I'll remind you again before it's due.".into()
                 } else {
                     "That promise was already closed.".into()
@@ -390,5 +544,24 @@ impl EventHandler for Handler {
             Interaction::Component(c) => self.on_component(&ctx, &c).await,
             _ => {}
         }
+    }
+}
+
+/// The nudge-log row for a nudge.
+fn log_entry(guild: u64, channel: u64, nudge: &Nudge, delivered: bool) -> NewNudge {
+    let id = |u: &Option<engine::UserId>| u.as_ref().and_then(|u| u.as_str().parse().ok());
+    NewNudge {
+        key: nudge_key(nudge.source.0, nudge.kind.as_str()),
+        guild,
+        conversation: channel,
+        message: nudge.source.0,
+        agent: id(&nudge.agent),
+        customer: id(&nudge.customer),
+        kind: nudge.kind.as_str().to_string(),
+        category: nudge.category.map(|c| c.as_str().to_string()),
+        rule: nudge.rule.to_string(),
+        evidence: nudge.evidence.clone(),
+        at: nudge.at.as_millisecond(),
+        delivered,
     }
 }

@@ -32,7 +32,8 @@ pub use settings::{FollowUpOverrides, HoursOverrides, Overrides, Settings};
 pub use text::Prepared;
 pub use timeframe::{Schedule, Timeframe};
 
-use state::{Conversation, Deadline, Promise, Stage, COOLED};
+pub use state::{Context, Promise, PromiseChange, Step};
+use state::{Conversation, Deadline, COOLED};
 
 /// Longest excerpt of a message carried in a nudge.
 const QUOTE_CHARS: usize = 160;
@@ -46,6 +47,17 @@ pub struct Engine {
     conversations: DashMap<ConversationId, Conversation>,
     schedule: Mutex<BTreeSet<Deadline>>,
     next_promise: AtomicU64,
+    /// Whether this engine times reminders itself. The live bot turns this off: its durable
+    /// scheduler owns reminder timing so they survive restarts (see [`Engine::next_step`]).
+    own_schedule: bool,
+}
+
+/// What reading one message produced: nudges for the agent, and what happened to the
+/// conversation's promise (for adapters that store promises).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Reading {
+    pub nudges: Vec<Nudge>,
+    pub changes: Vec<PromiseChange>,
 }
 
 /// An open promise, as shown to agents and leads.
@@ -74,7 +86,16 @@ impl Engine {
             conversations: DashMap::new(),
             schedule: Mutex::new(BTreeSet::new()),
             next_promise: AtomicU64::new(1),
+            own_schedule: true,
         }
+    }
+
+    /// This engine without its in-memory reminder schedule: [`Engine::fire_due`] never fires, and
+    /// the caller times reminders from [`Engine::next_step`] and renders them with
+    /// [`Engine::reminder`]. The live bot does this so reminders survive restarts.
+    pub fn without_schedule(mut self) -> Engine {
+        self.own_schedule = false;
+        self
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -101,7 +122,7 @@ impl Engine {
 
     /// Reads one message and returns the nudges it causes.
     pub fn observe(&self, msg: &Message<'_>) -> Vec<Nudge> {
-        self.observe_inner(msg, false)
+        self.read(msg, false).nudges
     }
 
     /// Like [`Engine::observe`], but an agent's message also claims a customer cue that arrived
@@ -110,10 +131,12 @@ impl Engine {
     /// read in between be cleared unclaimed. Replay uses `observe`, where such a cue was already
     /// reported with no agent.
     pub fn observe_claiming(&self, msg: &Message<'_>) -> Vec<Nudge> {
-        self.observe_inner(msg, true)
+        self.read(msg, true).nudges
     }
 
-    fn observe_inner(&self, msg: &Message<'_>, claim: bool) -> Vec<Nudge> {
+    /// Reads one message (claiming an early cue when `claim`, as [`Engine::observe_claiming`]) and
+    /// returns its nudges along with what happened to the conversation's promise.
+    pub fn read(&self, msg: &Message<'_>, claim: bool) -> Reading {
         let text = Prepared::new(msg.text);
         let hits = self.rules.scan(msg.role, &text);
         let mut conv = match self.conversations.get_mut(msg.conversation) {
@@ -125,8 +148,9 @@ impl Engine {
         };
         let id = conv.key().clone();
         let conv = conv.value_mut();
-        conv.last_message = conv.last_message.max(msg.at);
+        conv.context.last_message = conv.context.last_message.max(msg.at);
         let mut out = Vec::new();
+        let mut changes = Vec::new();
         if claim && msg.role == Role::Agent {
             if let Some(mut nudge) = conv.unclaimed.take().map(|n| *n) {
                 nudge.agent = Some(UserId::new(msg.author));
@@ -135,10 +159,10 @@ impl Engine {
             }
         }
         match msg.role {
-            Role::Customer => self.customer_message(&id, conv, msg, &text, &hits, &mut out),
-            Role::Agent => self.agent_message(&id, conv, msg, &text, &hits, &mut out),
+            Role::Customer => self.customer_message(&id, conv, msg, &text, &hits, &mut out, &mut changes),
+            Role::Agent => self.agent_message(&id, conv, msg, &text, &hits, &mut out, &mut changes),
         }
-        out
+        Reading { nudges: out, changes }
     }
 
     fn customer_message(
@@ -149,15 +173,16 @@ impl Engine {
         text: &Prepared<'_>,
         hits: &[Hit],
         out: &mut Vec<Nudge>,
+        changes: &mut Vec<PromiseChange>,
     ) {
-        if conv.last_customer.as_ref().map(UserId::as_str) != Some(msg.author) {
-            conv.last_customer = Some(UserId::new(msg.author));
+        if conv.context.last_customer.as_ref().map(UserId::as_str) != Some(msg.author) {
+            conv.context.last_customer = Some(UserId::new(msg.author));
         }
         let of = |kind: RuleKind| hits.iter().find(|h| self.rules.rule(h.rule).kind == kind);
-        conv.reason_requested = of(RuleKind::ReasonRequest).is_some();
+        conv.context.reason_requested = of(RuleKind::ReasonRequest).is_some();
         let cue = of(RuleKind::PriorFailure);
         if cue.is_some() || of(RuleKind::Complaint).is_some() {
-            conv.problem_open = true;
+            conv.context.problem_open = true;
         }
         let Some(cue) = cue else { return };
         let rule = self.rules.rule(cue.rule);
@@ -171,6 +196,10 @@ impl Engine {
                     promise.overdue = true;
                     promise.reminded = true;
                     out.push(self.promise_nudge(NudgeKind::FollowUpOverdue, id, promise, msg.at, Some(evidence)));
+                    changes.push(PromiseChange::Chased {
+                        source: promise.source,
+                        at: msg.at,
+                    });
                 }
                 return;
             }
@@ -182,8 +211,8 @@ impl Engine {
             kind: NudgeKind::PriorFailure,
             category: rule.category,
             conversation: id,
-            agent: conv.last_agent.clone(),
-            customer: conv.last_customer.clone(),
+            agent: conv.context.last_agent.clone(),
+            customer: conv.context.last_customer.clone(),
             rule: &rule.id,
             evidence,
             quote: &excerpt(msg.text),
@@ -205,15 +234,20 @@ impl Engine {
         text: &Prepared<'_>,
         hits: &[Hit],
         out: &mut Vec<Nudge>,
+        changes: &mut Vec<PromiseChange>,
     ) {
         if let Some(promise) = conv.promise.as_deref() {
             if msg.at >= add(promise.made_at, self.settings.min_gap) {
                 self.unschedule(id, promise);
+                changes.push(PromiseChange::Kept {
+                    source: promise.source,
+                    at: msg.at,
+                });
                 conv.promise = None;
             }
         }
-        if conv.last_agent.as_ref().map(UserId::as_str) != Some(msg.author) {
-            conv.last_agent = Some(UserId::new(msg.author));
+        if conv.context.last_agent.as_ref().map(UserId::as_str) != Some(msg.author) {
+            conv.context.last_agent = Some(UserId::new(msg.author));
         }
         conv.unclaimed = None;
 
@@ -229,15 +263,15 @@ impl Engine {
             (Some(e), Some(a)) if e.span.start < a.span.start => Some((e, Category::BeforeApology)),
             _ => eraser.map(|e| (e, Category::ApologyErased)),
         };
-        let asked_after_apology = conv.reason_requested && conv.apologized;
+        let asked_after_apology = conv.context.reason_requested && conv.context.apologized;
         if let Some((hit, category)) = excused {
-            if conv.problem_open && !asked_after_apology && self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at) {
+            if conv.context.problem_open && !asked_after_apology && self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at) {
                 out.push(self.render(Draft {
                     kind: NudgeKind::ExplainBeforeApology,
                     category: Some(category),
                     conversation: id,
-                    agent: conv.last_agent.clone(),
-                    customer: conv.last_customer.clone(),
+                    agent: conv.context.last_agent.clone(),
+                    customer: conv.context.last_customer.clone(),
                     rule: &self.rules.rule(hit.rule).id,
                     evidence: text.original(hit.span.clone()),
                     quote: &excerpt(msg.text),
@@ -248,11 +282,11 @@ impl Engine {
             }
         }
         if apology.is_some() && eraser.is_none() {
-            conv.problem_open = false;
-            conv.apologized = true;
+            conv.context.problem_open = false;
+            conv.context.apologized = true;
         }
         if let Some(hit) = first(RuleKind::FollowUp) {
-            self.promise_made(id, conv, msg, text, hit, out);
+            self.promise_made(id, conv, msg, text, hit, out, changes);
         }
     }
 
@@ -264,6 +298,7 @@ impl Engine {
         text: &Prepared<'_>,
         hit: &Hit,
         out: &mut Vec<Nudge>,
+        changes: &mut Vec<PromiseChange>,
     ) {
         let sentence = text.sentence(hit.span.start);
         let timeframe = Timeframe::parse(&text.scan()[sentence.span]);
@@ -277,7 +312,7 @@ impl Engine {
                 source: DueSource::Default,
             },
         };
-        let agent = conv.last_agent.clone().unwrap_or_else(|| UserId::new(msg.author));
+        let agent = conv.context.last_agent.clone().unwrap_or_else(|| UserId::new(msg.author));
         let cooled = self.cooled(conv, NudgeKind::FollowUpPromised, msg.at);
         if let Some(open) = conv.promise.as_deref_mut().filter(|_| !cooled) {
             // A second promise moments after the first restates it: keep one promise, newest time.
@@ -286,16 +321,24 @@ impl Engine {
             open.reminded = false;
             open.overdue = false;
             self.schedule_next(id, open);
+            changes.push(PromiseChange::Restated {
+                source: open.source,
+                due: open.due.clone(),
+            });
             return;
         }
         if let Some(old) = conv.promise.take() {
             self.unschedule(id, &old);
+            changes.push(PromiseChange::Superseded {
+                source: old.source,
+                at: msg.at,
+            });
         }
         let rule = self.rules.rule(hit.rule);
         let promise = Promise {
             id: self.next_promise.fetch_add(1, Ordering::Relaxed),
             agent,
-            customer: conv.last_customer.clone(),
+            customer: conv.context.last_customer.clone(),
             rule: rule.id.clone(),
             source: msg.source,
             made_at: msg.at,
@@ -312,6 +355,7 @@ impl Engine {
                 out.push(self.promise_nudge(NudgeKind::FollowUpNoTimeframe, id, &promise, msg.at, None));
             }
         }
+        changes.push(PromiseChange::Made(promise.clone()));
         conv.promise = Some(Box::new(promise));
     }
 
@@ -413,7 +457,7 @@ impl Engine {
                 continue;
             };
             match deadline.stage {
-                Stage::Reminder if !promise.reminded && !promise.overdue => {
+                Step::Reminder if !promise.reminded && !promise.overdue => {
                     promise.reminded = true;
                     out.push(self.promise_nudge(
                         NudgeKind::FollowUpReminder,
@@ -424,7 +468,7 @@ impl Engine {
                     ));
                     self.schedule_next(&deadline.conversation, promise);
                 }
-                Stage::Overdue if !promise.overdue => {
+                Step::Overdue if !promise.overdue => {
                     promise.overdue = true;
                     out.push(self.promise_nudge(
                         NudgeKind::FollowUpOverdue,
@@ -440,6 +484,85 @@ impl Engine {
         out
     }
 
+    /// The next step a promise waits for and when, given what has gone out already (`escalated`:
+    /// the team has been told). Pure: durable schedulers call it to time reminders.
+    pub fn next_step(&self, promise: &Promise, escalated: bool) -> Option<(Timestamp, Step)> {
+        if !promise.reminded && !promise.overdue {
+            let remind_at = promise
+                .due
+                .at
+                .checked_sub(self.settings.reminder_lead)
+                .unwrap_or(promise.due.at);
+            // A promise due sooner than the lead gets no heads-up, only the overdue notice.
+            if remind_at > promise.made_at {
+                Some((remind_at, Step::Reminder))
+            } else {
+                Some((promise.due.at, Step::Overdue))
+            }
+        } else if !promise.overdue {
+            Some((promise.due.at, Step::Overdue))
+        } else if !escalated {
+            Some((add(promise.due.at, self.settings.escalate_after), Step::Escalate))
+        } else {
+            None
+        }
+    }
+
+    /// Renders a reminder or overdue notice for a promise kept outside the engine.
+    pub fn reminder(&self, kind: NudgeKind, conversation: &ConversationId, promise: &Promise, at: Timestamp) -> Nudge {
+        self.promise_nudge(kind, conversation, promise, at, None)
+    }
+
+    /// A conversation's context, to store it.
+    pub fn context(&self, conversation: &str) -> Option<Context> {
+        self.conversations.get(conversation).map(|c| c.context.clone())
+    }
+
+    /// A conversation's open promise, if the engine holds one.
+    pub fn promise(&self, conversation: &str) -> Option<Promise> {
+        self.conversations.get(conversation)?.promise.as_deref().cloned()
+    }
+
+    /// Whether the engine holds state for this conversation right now.
+    pub fn knows(&self, conversation: &str) -> bool {
+        self.conversations.contains_key(conversation)
+    }
+
+    /// Brings back a stored conversation (after a restart, or after it was forgotten while idle).
+    /// State already in memory wins: it is newer than anything stored.
+    pub fn restore(&self, conversation: &str, context: Context, promise: Option<Promise>) {
+        let id = ConversationId::new(conversation);
+        self.conversations.entry(id.clone()).or_insert_with(|| {
+            let promise = promise.map(|mut p| {
+                p.id = self.next_promise.fetch_add(1, Ordering::Relaxed);
+                self.schedule_next(&id, &p);
+                Box::new(p)
+            });
+            Conversation {
+                context,
+                unclaimed: None,
+                promise,
+            }
+        });
+    }
+
+    /// Records that a durable scheduler sent a promise's heads-up or overdue notice, so the
+    /// conversation's state agrees (a customer chasing an already-overdue promise is not told twice).
+    pub fn promise_step_sent(&self, conversation: &str, source: MessageRef, step: Step) {
+        let Some(mut conv) = self.conversations.get_mut(conversation) else {
+            return;
+        };
+        if let Some(p) = conv.promise.as_deref_mut().filter(|p| p.source == source) {
+            match step {
+                Step::Reminder => p.reminded = true,
+                Step::Overdue | Step::Escalate => {
+                    p.reminded = true;
+                    p.overdue = true;
+                }
+            }
+        }
+    }
+
     /// Forgets conversations idle for longer than `forget_idle_after` with nothing left to do, so
     /// memory stays bounded however long the bot runs. Returns how many were forgotten.
     ///
@@ -449,7 +572,7 @@ impl Engine {
         let idle = self.settings.forget_idle_after;
         let before = self.conversations.len();
         self.conversations.retain(|_, c| {
-            let recent = now < add(c.last_message, idle);
+            let recent = now < add(c.context.last_message, idle);
             let promise_alive = c
                 .promise
                 .as_deref()
@@ -466,23 +589,8 @@ impl Engine {
 
     /// The next reminder stage a promise is waiting for, if any.
     fn pending(&self, id: &ConversationId, promise: &Promise) -> Option<Deadline> {
-        let (at, stage) = if !promise.reminded && !promise.overdue {
-            let remind_at = promise
-                .due
-                .at
-                .checked_sub(self.settings.reminder_lead)
-                .unwrap_or(promise.due.at);
-            // A promise due sooner than the lead gets no heads-up, only the overdue notice.
-            if remind_at > promise.made_at {
-                (remind_at, Stage::Reminder)
-            } else {
-                (promise.due.at, Stage::Overdue)
-            }
-        } else if !promise.overdue {
-            (promise.due.at, Stage::Overdue)
-        } else {
-            return None;
-        };
+        // Escalation is the live bot's business (it needs a team channel); replay stops at overdue.
+        let (at, stage) = self.next_step(promise, false).filter(|(_, s)| *s != Step::Escalate)?;
         Some(Deadline {
             at,
             conversation: id.clone(),
@@ -492,12 +600,18 @@ impl Engine {
     }
 
     fn schedule_next(&self, id: &ConversationId, promise: &Promise) {
+        if !self.own_schedule {
+            return;
+        }
         if let Some(d) = self.pending(id, promise) {
             self.schedule().insert(d);
         }
     }
 
     fn unschedule(&self, id: &ConversationId, promise: &Promise) {
+        if !self.own_schedule {
+            return;
+        }
         if let Some(d) = self.pending(id, promise) {
             self.schedule().remove(&d);
         }
@@ -509,10 +623,10 @@ impl Engine {
         let Some(slot) = COOLED.iter().position(|k| *k == kind) else {
             return true;
         };
-        if conv.last_fired[slot].is_some_and(|last| at < add(last, self.settings.cooldown)) {
+        if conv.context.last_fired[slot].is_some_and(|last| at < add(last, self.settings.cooldown)) {
             return false;
         }
-        conv.last_fired[slot] = Some(at);
+        conv.context.last_fired[slot] = Some(at);
         true
     }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
 use super::model::{Due, MessageRef, Nudge, NudgeKind, UserId};
 
@@ -14,9 +15,11 @@ pub(crate) const COOLED: [NudgeKind; 3] = [
     NudgeKind::FollowUpPromised,
 ];
 
-/// The state of one conversation.
-#[derive(Debug)]
-pub(crate) struct Conversation {
+/// What the engine needs to carry on a conversation where it left off: who is in it and where the
+/// recovery stands. Adapters store it so a restart mid-conversation still nudges the right agent;
+/// it holds no message text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Context {
     pub last_agent: Option<UserId>,
     pub last_customer: Option<UserId>,
     pub last_message: Timestamp,
@@ -26,8 +29,28 @@ pub(crate) struct Conversation {
     pub apologized: bool,
     /// The customer's latest message asked why.
     pub reason_requested: bool,
-    /// When each cooled kind last fired here.
+    /// When each cooled kind last fired here (prior failure, explaining first, promise).
     pub last_fired: [Option<Timestamp>; COOLED.len()],
+}
+
+impl Context {
+    pub fn new(at: Timestamp) -> Context {
+        Context {
+            last_agent: None,
+            last_customer: None,
+            last_message: at,
+            problem_open: false,
+            apologized: false,
+            reason_requested: false,
+            last_fired: [None; COOLED.len()],
+        }
+    }
+}
+
+/// The state of one conversation.
+#[derive(Debug)]
+pub(crate) struct Conversation {
+    pub context: Context,
     /// A customer cue nudged before any agent spoke, waiting for the first agent to claim it.
     pub unclaimed: Option<Box<Nudge>>,
     /// The open follow-up promise, if any. One per conversation: a newer promise supersedes it.
@@ -37,13 +60,7 @@ pub(crate) struct Conversation {
 impl Conversation {
     pub fn new(at: Timestamp) -> Conversation {
         Conversation {
-            last_agent: None,
-            last_customer: None,
-            last_message: at,
-            problem_open: false,
-            apologized: false,
-            reason_requested: false,
-            last_fired: [None; COOLED.len()],
+            context: Context::new(at),
             unclaimed: None,
             promise: None,
         }
@@ -51,28 +68,99 @@ impl Conversation {
 }
 
 /// A promise to get back to the customer.
-#[derive(Debug, Clone)]
-pub(crate) struct Promise {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promise {
     /// Unique within one engine; ties schedule entries to the promise they were made for.
-    pub id: u64,
+    pub(crate) id: u64,
     pub agent: UserId,
     pub customer: Option<UserId>,
     pub rule: Arc<str>,
+    /// The agent's message that made the promise: its identity across restarts.
     pub source: MessageRef,
     pub made_at: Timestamp,
     pub due: Due,
     /// The promise's own words, and a short excerpt of its message, for the reminder.
     pub evidence: String,
     pub quote: String,
+    /// The heads-up before the due time has gone out.
     pub reminded: bool,
+    /// The overdue notice has gone out (or the customer chased it first).
     pub overdue: bool,
 }
 
-/// Which reminder a schedule entry is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Stage {
+impl Promise {
+    /// A promise rebuilt from storage, for [`crate::engine::Engine::restore`] and reminders.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stored(
+        agent: UserId,
+        customer: Option<UserId>,
+        rule: Arc<str>,
+        source: MessageRef,
+        made_at: Timestamp,
+        due: Due,
+        evidence: String,
+        quote: String,
+    ) -> Promise {
+        Promise {
+            id: 0,
+            agent,
+            customer,
+            rule,
+            source,
+            made_at,
+            due,
+            evidence,
+            quote,
+            reminded: false,
+            overdue: false,
+        }
+    }
+}
+
+/// What happened to a conversation's follow-up promise while reading a message, so an adapter
+/// that keeps promises durably can record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromiseChange {
+    /// A new promise. Any earlier open promise in the conversation was superseded or kept first.
+    Made(Promise),
+    /// The promise made by `source` was restated moments later with a new due time.
+    Restated { source: MessageRef, due: Due },
+    /// The agent came back to the conversation after the promise: it is kept.
+    Kept { source: MessageRef, at: Timestamp },
+    /// A newer promise replaced this one before it was kept.
+    Superseded { source: MessageRef, at: Timestamp },
+    /// The customer chased the promise before it fell due; the overdue notice went out now.
+    Chased { source: MessageRef, at: Timestamp },
+}
+
+/// The next thing a promise is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Step {
+    /// The heads-up before the due time.
     Reminder,
+    /// The notice at the due time.
     Overdue,
+    /// The post to the team's coaching channel once it has been overdue for the grace period.
+    Escalate,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Reminder => "reminder",
+            Step::Overdue => "overdue",
+            Step::Escalate => "escalate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Step> {
+        Some(match s {
+            "reminder" => Step::Reminder,
+            "overdue" => Step::Overdue,
+            "escalate" => Step::Escalate,
+            _ => return None,
+        })
+    }
 }
 
 /// An entry in the time-ordered reminder schedule.
@@ -81,5 +169,5 @@ pub(crate) struct Deadline {
     pub at: Timestamp,
     pub conversation: crate::engine::ConversationId,
     pub promise: u64,
-    pub stage: Stage,
+    pub stage: Step,
 }

@@ -1,0 +1,112 @@
+//! `backstop forget` and `backstop export`: what a team does with the stored data.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+
+use backstop::discord::config::BotConfig;
+use backstop::store::{StorageConfig, Store};
+
+use super::run::{bot_config_path, StorageArgs};
+use super::SourceArgs;
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// The Discord user id (customer or agent) to delete everything about.
+    #[arg(long, value_name = "ID")]
+    user: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    sources: SourceArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Only what happened since then: a date (2026-11-01) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Write here instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// `[storage]` from backstop.toml when there is one, else the defaults; then the overrides.
+fn storage_config(sources: &SourceArgs, args: &StorageArgs) -> anyhow::Result<StorageConfig> {
+    let sources = sources.sources();
+    let path = bot_config_path(sources.resolved().0);
+    let base = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let engine = sources.engine()?;
+            BotConfig::parse(&path.display().to_string(), &text, engine.settings())?.storage
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => StorageConfig::default(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    Ok(args.apply(base))
+}
+
+fn parse_since(text: &str) -> anyhow::Result<jiff::Timestamp> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let date: jiff::civil::Date = text
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--since {text:?}: write a date like 2026-11-01 or a time like 2026-11-01T09:00:00Z"))?;
+    Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
+}
+
+pub fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
+    let config = storage_config(&args.sources, &args.storage)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(&config).await?;
+        let gone = store.forget_user(args.user).await?;
+        store.close().await;
+        println!(
+            "Forgot user {}: {} promises, {} nudge log entries, {} conversation contexts, {} settings ({} records) removed from {}.",
+            args.user,
+            gone.promises,
+            gone.nudges,
+            gone.conversations,
+            gone.settings,
+            gone.total(),
+            store.place()
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let config = storage_config(&args.sources, &args.storage)?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let since_ms = since.map_or(i64::MIN, |t| t.as_millisecond());
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let (nudges, promises) = runtime.block_on(async {
+        let store = Store::open(&config).await?;
+        let nudges = store.export_nudges(since_ms).await?;
+        let promises = store.export_promises(since_ms).await?;
+        store.close().await;
+        Ok::<_, anyhow::Error>((nudges, promises))
+    })?;
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    for row in nudges.iter().chain(&promises) {
+        writeln!(out, "{row}").context("writing the export")?;
+    }
+    out.flush().context("writing the export")?;
+    eprintln!("exported {} nudges and {} promises", nudges.len(), promises.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,203 @@
+//! The durable reminder scheduler: heads-ups, overdue notices and escalations for every stored
+//! promise this process owns.
+//!
+//! The database is the source of truth; this holds only a time-ordered index of (when, promise
+//! id), loaded at start-up and kept up to date as promises are made, moved and closed. Entries
+//! are never removed eagerly: when one falls due, the promise row is read back, and an entry
+//! whose time no longer matches the row (done, snoozed, restated) is simply dropped. So the
+//! index costs 16 bytes a promise plus the tree's overhead, and the scheduler never polls.
+//!
+//! Delivery is at-least-once: a step is sent first and recorded second, with the record
+//! conditional on the row still waiting for that step. A crash between the two repeats that one
+//! step after the restart, never more, because the restart reads the row again and the record of
+//! the repeat moves it on.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serenity::all::{ChannelId, CreateEmbed, CreateMessage};
+use tokio::sync::Notify;
+
+use super::delivery;
+use super::handler::Handler;
+use crate::engine::{format_due, ConversationId, NudgeKind, Step};
+use crate::store::{from_ms, PromiseState, ShardRange, Store, StoreError, StoredPromise};
+
+/// The time-ordered index of pending steps.
+#[derive(Debug, Default)]
+pub struct Reminders {
+    queue: Mutex<BTreeSet<(i64, i64)>>,
+    wake: Notify,
+}
+
+impl Reminders {
+    /// Loads every pending step of the promises this process owns.
+    pub async fn load(store: &Store, shards: Option<ShardRange>) -> Result<Reminders, StoreError> {
+        let pending = store.pending(shards).await?;
+        Ok(Reminders::from_pending(pending))
+    }
+
+    /// Builds the index from (when, id) pairs in any order.
+    pub fn from_pending(pending: Vec<(i64, i64)>) -> Reminders {
+        Reminders {
+            queue: Mutex::new(pending.into_iter().collect()),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Schedules a promise's next step at `at` (Unix ms) and wakes the scheduler.
+    pub fn add(&self, at: i64, id: i64) {
+        self.lock().insert((at, id));
+        self.wake.notify_one();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The soonest entry's time.
+    pub fn next_at(&self) -> Option<i64> {
+        self.lock().first().map(|(at, _)| *at)
+    }
+
+    /// Takes every entry due at or before `now`, soonest first.
+    pub fn take_due(&self, now: i64) -> Vec<(i64, i64)> {
+        let mut queue = self.lock();
+        let mut out = Vec::new();
+        while let Some(first) = queue.first().copied() {
+            if first.0 > now {
+                break;
+            }
+            queue.pop_first();
+            out.push(first);
+        }
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(i64, i64)>> {
+        // Plain data: a panic elsewhere cannot leave it half-updated.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The scheduler loop: sleeps until the next step or a wake-up, then fires what is due.
+pub async fn run(handler: Arc<Handler>) {
+    loop {
+        let now = handler.guilds.clock().now().as_millisecond();
+        for (at, id) in handler.reminders.take_due(now) {
+            fire(&handler, at, id).await;
+        }
+        let clock = handler.guilds.clock().clone();
+        match handler.reminders.next_at() {
+            Some(at) => tokio::select! {
+                _ = clock.sleep_until(from_ms(at)) => {}
+                _ = handler.reminders.wake.notified() => {}
+            },
+            None => handler.reminders.wake.notified().await,
+        }
+    }
+}
+
+/// Fires one step if the promise still waits for it.
+async fn fire(handler: &Handler, at: i64, id: i64) {
+    let row = match handler.store.promise(id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(e) => {
+            // The database is away: try again shortly; nothing is lost, only late.
+            tracing::warn!(error = %e, promise = id, "cannot read a due promise; retrying in a second");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            handler.reminders.add(at, id);
+            return;
+        }
+    };
+    let (Some(step), true) = (row.next_step, row.next_at == Some(at) && row.state.is_open()) else {
+        return;
+    };
+    let (Some(config), Some(engine)) = (handler.config.guild(row.guild), handler.guilds.engine(row.guild)) else {
+        return;
+    };
+    let mut promise = row.to_engine();
+    match step {
+        Step::Reminder | Step::Overdue => {
+            let kind = if step == Step::Reminder {
+                NudgeKind::FollowUpReminder
+            } else {
+                NudgeKind::FollowUpOverdue
+            };
+            let conversation = ConversationId::new(&row.conversation.to_string());
+            let nudge = engine.reminder(kind, &conversation, &promise, from_ms(at));
+            handler.send(config, row.conversation, vec![nudge]).await;
+        }
+        Step::Escalate => escalate(handler, &row, config).await,
+    }
+    promise.reminded = true;
+    promise.overdue = step != Step::Reminder;
+    let next = engine
+        .next_step(&promise, step == Step::Escalate)
+        .map(|(t, s)| (t.as_millisecond(), s));
+    engine.promise_step_sent(&row.conversation.to_string(), promise.source, step);
+    let now = handler.guilds.clock().now().as_millisecond();
+    // Recorded before the next step is scheduled, so that step finds the row waiting for it.
+    // While the database is away this waits: nothing else could be read from it either.
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = handler
+        .store
+        .step_sent(id, at, PromiseState::after(step), next, now)
+        .await
+    {
+        tracing::warn!(error = %e, promise = id, "cannot record a sent reminder; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    if let Some((t, _)) = next {
+        handler.reminders.add(t, id);
+    }
+}
+
+/// Posts a lapsed promise to the team's coaching channel.
+async fn escalate(handler: &Handler, row: &StoredPromise, config: &super::config::GuildConfig) {
+    let (Some(coaching), Some(deliverer)) = (config.coaching_channel, handler.deliverer.get()) else {
+        return;
+    };
+    let link = delivery::jump_link(
+        row.guild,
+        row.conversation,
+        serenity::all::MessageId::new(row.message.max(1)),
+    );
+    let embed = CreateEmbed::new()
+        .title("A promised follow-up has lapsed")
+        .description(format!(
+            "<@{}> promised \"{}\", due {}. It is still open. [Jump to the promise]({link})",
+            row.agent,
+            row.evidence,
+            format_due(from_ms(row.due_at), &config.settings.schedule)
+        ))
+        .colour(0xC0392B);
+    if let Err(e) = deliverer
+        .post(ChannelId::new(coaching), CreateMessage::new().embed(embed))
+        .await
+    {
+        tracing::error!(error = %e, "could not post an escalation");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reminders;
+
+    #[test]
+    fn takes_due_entries_in_time_order_and_leaves_the_rest() {
+        let r = Reminders::from_pending(vec![(30, 3), (10, 1), (20, 2), (40, 4)]);
+        assert_eq!(r.take_due(25), vec![(10, 1), (20, 2)]);
+        assert_eq!(r.next_at(), Some(30));
+        r.add(5, 9);
+        assert_eq!(r.take_due(5), vec![(5, 9)]);
+        assert_eq!(r.len(), 2);
+    }
+}

@@ -1,0 +1,676 @@
+//! Durable state: follow-up promises, the nudge log, agents' settings and conversation context.
+//!
+//! Two real backends behind one type: SQLite, embedded and the default (one file under the data
+//! folder, WAL mode, created on first start), and PostgreSQL for fleets of processes sharing one
+//! database. Schema migrations are versioned SQL files in `src/store/migrations/`, applied at
+//! start-up; a database migrated by a newer Backstop is refused rather than guessed at.
+//!
+//! Layout: this file (opening, errors, the queries), [`redact`] (personal data masked before it is
+//! stored), [`writer`] (the batched, retrying write queue the bot uses), [`records`] (rows as Rust
+//! types), `migrate` (embedded migrations).
+//!
+//! Queries are written once in SQL both databases speak (`$1` placeholders, `ON CONFLICT`,
+//! `RETURNING`); `on_pool!` runs the same text on whichever backend is open.
+
+mod migrate;
+pub mod records;
+pub mod redact;
+pub mod writer;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Row, SqlitePool};
+
+pub use records::{
+    Forgotten, NewNudge, NewPromise, PromiseState, Purged, RuleFigures, ShardRange, StoredPromise,
+};
+pub use redact::{MaskDef, Redactor};
+
+use crate::engine::{Context, Step};
+
+/// Where state is kept, from `[storage]` in `backstop.toml` and the environment.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// A `postgres://` URL; `None` means SQLite in `data_dir`.
+    pub url: Option<String>,
+    /// The SQLite database's folder (default `data`).
+    pub data_dir: PathBuf,
+    /// Nudge logs and closed promises older than this many days are purged; `None` keeps them.
+    pub retention_days: Option<u32>,
+    pub redactor: Redactor,
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            url: None,
+            data_dir: PathBuf::from("data"),
+            retention_days: Some(90),
+            redactor: Redactor::default(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The SQLite file this configuration uses, if it uses SQLite.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.url.is_none().then(|| self.data_dir.join("backstop.db"))
+    }
+
+    /// A description for logs and errors, with any password hidden.
+    pub fn describe(&self) -> String {
+        match &self.url {
+            Some(url) => hide_password(url),
+            None => self.data_dir.join("backstop.db").display().to_string(),
+        }
+    }
+}
+
+/// Why the store could not open or do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use the data folder {path}: {source}. Create it or set storage.data_dir to a folder Backstop may write to")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is in use by another Backstop process. SQLite serves one process at a time: stop the other one, or run several processes against PostgreSQL (storage.url = \"postgres://...\")")]
+    InUse { path: PathBuf },
+    #[error("{path} is locked by another program ({detail}). Close whatever holds it and start again")]
+    Locked { path: PathBuf, detail: String },
+    #[error("{path} is read-only ({detail}). Make the file and its folder writable, or point storage.data_dir elsewhere")]
+    ReadOnly { path: PathBuf, detail: String },
+    #[error("{path} is not a usable Backstop database ({detail}). Move it aside to start afresh, or restore it from a backup")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("cannot reach PostgreSQL at {url} ({detail}). Check that the server is running and that storage.url or BACKSTOP_DATABASE_URL is right")]
+    Unreachable { url: String, detail: String },
+    #[error("the database at {place} was set up by a newer Backstop (schema version {found}; this build knows up to {known}). Upgrade Backstop, or point it at another database")]
+    TooNew { place: String, found: i64, known: i64 },
+    #[error("applying database migrations to {place} failed: {detail}")]
+    Migration { place: String, detail: String },
+    #[error("{0} is not a storage URL Backstop understands: use postgres://user@host/database, or leave storage.url out for SQLite")]
+    BadUrl(String),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// The open pool.
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs one expression against whichever pool is open; `$p` is `&SqlitePool` or `&PgPool`.
+macro_rules! on_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// The database, shared by every task of the bot. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+    place: Arc<str>,
+    redactor: Arc<Redactor>,
+    /// Holds the SQLite file's process lock for as long as any clone lives.
+    _lock: Option<Arc<File>>,
+}
+
+fn hide_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A stored time (Unix milliseconds) as a timestamp.
+pub fn from_ms(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+impl Store {
+    /// Opens (creating on first start) the configured database and brings its schema up to date.
+    pub async fn open(config: &StorageConfig) -> Result<Store, StoreError> {
+        let redactor = Arc::new(config.redactor.clone());
+        match &config.url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Store::open_postgres(url, redactor).await
+            }
+            Some(url) => Err(StoreError::BadUrl(hide_password(url))),
+            None => Store::open_sqlite(&config.data_dir, redactor).await,
+        }
+    }
+
+    async fn open_postgres(url: &str, redactor: Arc<Redactor>) -> Result<Store, StoreError> {
+        let shown = hide_password(url);
+        let options: PgConnectOptions = url.parse().map_err(|_| StoreError::BadUrl(shown.clone()))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unreachable {
+                url: shown.clone(),
+                detail: e.to_string(),
+            })?;
+        let store = Store {
+            pool: Pool::Postgres(pool),
+            place: shown.into(),
+            redactor,
+            _lock: None,
+        };
+        migrate::run(&store).await?;
+        Ok(store)
+    }
+
+    async fn open_sqlite(dir: &Path, redactor: Arc<Redactor>) -> Result<Store, StoreError> {
+        let path = dir.join("backstop.db");
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        // One process per SQLite file: a second `backstop run` would schedule every reminder again.
+        let lock_path = dir.join("backstop.db.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| StoreError::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::InUse { path }),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::DataDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+            }
+        }
+        if let Ok(meta) = std::fs::metadata(&path) {
+            if meta.permissions().readonly() {
+                // Root ignores permission bits; everyone else would fail on the first write.
+                let writable = std::fs::OpenOptions::new().append(true).open(&path).is_ok();
+                if !writable {
+                    return Err(StoreError::ReadOnly {
+                        path,
+                        detail: "the file's permissions forbid writing".into(),
+                    });
+                }
+            }
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(2));
+        let classify = |e: sqlx::Error| sqlite_open_error(&path, e);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(classify)?;
+        let store = Store {
+            pool: Pool::Sqlite(pool),
+            place: path.display().to_string().into(),
+            redactor,
+            _lock: Some(Arc::new(lock)),
+        };
+        // Prove the file is a database we can write before anything else touches it.
+        sqlx::query("PRAGMA quick_check")
+            .fetch_all(match &store.pool {
+                Pool::Sqlite(p) => p,
+                Pool::Postgres(_) => unreachable!("opened as SQLite"),
+            })
+            .await
+            .map_err(classify)?;
+        migrate::run(&store).await.map_err(|e| match e {
+            StoreError::Migration { detail, .. } if detail.contains("readonly") || detail.contains("read-only") => {
+                StoreError::ReadOnly { path: path.clone(), detail }
+            }
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// "sqlite" or "postgres".
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self.pool, Pool::Sqlite(_))
+    }
+
+    /// Where the data lives, for messages (passwords hidden).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// Closes every connection (the SQLite lock goes with the last clone).
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+
+    // ---- promises -----------------------------------------------------------------------------
+
+    /// Records a new promise (or, if the same message was recorded before, returns that one's id).
+    /// The evidence and excerpt are redacted here.
+    pub async fn insert_promise(&self, p: &NewPromise) -> Result<i64, StoreError> {
+        const SQL: &str = "INSERT INTO promises (guild_id, conversation, agent_id, customer_id, message_id, rule, \
+             evidence, excerpt, made_at, due_at, due_words, state, next_step, next_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'open', $12, $13, $9) \
+             ON CONFLICT (guild_id, message_id) DO UPDATE SET updated_at = promises.updated_at \
+             RETURNING id";
+        let evidence = self.redactor.redact(&p.evidence);
+        let excerpt = self.redactor.redact(&p.excerpt);
+        let id: i64 = on_pool!(self, pool => sqlx::query(SQL)
+            .bind(p.guild as i64)
+            .bind(p.conversation as i64)
+            .bind(p.agent as i64)
+            .bind(p.customer.map(|c| c as i64))
+            .bind(p.message as i64)
+            .bind(&p.rule)
+            .bind(&evidence)
+            .bind(&excerpt)
+            .bind(p.made_at)
+            .bind(p.due_at)
+            .bind(p.due_words.as_deref())
+            .bind(p.next.map(|(_, s)| s.as_str()))
+            .bind(p.next.map(|(at, _)| at))
+            .fetch_one(pool)
+            .await?
+            .try_get("id")?);
+        Ok(id)
+    }
+
+    /// Moves an open promise's due time (restated, or snoozed) and what it waits for next.
+    /// Returns the promise's id if one was open.
+    pub async fn reschedule_promise(
+        &self,
+        guild: u64,
+        message: u64,
+        due_at: i64,
+        due_words: Option<&str>,
+        state: PromiseState,
+        next: Option<(i64, Step)>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "UPDATE promises SET due_at = $3, due_words = COALESCE($4, due_words), state = $5, \
+             next_step = $6, next_at = $7, updated_at = $8 \
+             WHERE guild_id = $1 AND message_id = $2 AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed') \
+             RETURNING id";
+        let row = on_pool!(self, pool => sqlx::query(SQL)
+            .bind(guild as i64)
+            .bind(message as i64)
+            .bind(due_at)
+            .bind(due_words)
+            .bind(state.as_str())
+            .bind(next.map(|(_, s)| s.as_str()))
+            .bind(next.map(|(at, _)| at))
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get::<i64, _>("id"))
+            .transpose()?);
+        Ok(row)
+    }
+
+    /// Closes a promise (done, kept by the agent's return, superseded). Returns whether it was open.
+    pub async fn close_promise(
+        &self,
+        guild: u64,
+        message: u64,
+        state: PromiseState,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE promises SET state = $3, next_step = NULL, next_at = NULL, closed_at = $4, \
+             updated_at = $4 WHERE guild_id = $1 AND message_id = $2 \
+             AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed')";
+        let n = on_pool!(self, pool => sqlx::query(SQL)
+            .bind(guild as i64)
+            .bind(message as i64)
+            .bind(state.as_str())
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Records that a scheduled step went out, if the promise still waits for it at `expected_at`
+    /// (a Done pressed meanwhile wins). Returns whether the row moved on.
+    pub async fn step_sent(
+        &self,
+        id: i64,
+        expected_at: i64,
+        state: PromiseState,
+        next: Option<(i64, Step)>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE promises SET state = $3, next_step = $4, next_at = $5, reminders = reminders + 1, \
+             updated_at = $6 WHERE id = $1 AND next_at = $2";
+        let n = on_pool!(self, pool => sqlx::query(SQL)
+            .bind(id)
+            .bind(expected_at)
+            .bind(state.as_str())
+            .bind(next.map(|(_, s)| s.as_str()))
+            .bind(next.map(|(at, _)| at))
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Every promise with a step still to come, as (when, id), soonest first, limited to the
+    /// guilds of `shards` when given. This is what a scheduler loads at start-up.
+    pub async fn pending(&self, shards: Option<ShardRange>) -> Result<Vec<(i64, i64)>, StoreError> {
+        let (first, last, total) = shards.map_or((0, 0, 1), |s| (s.first as i64, s.last as i64, s.total as i64));
+        const SQL: &str = "SELECT next_at, id FROM promises WHERE next_at IS NOT NULL \
+             AND ((guild_id >> 22) % $3) BETWEEN $1 AND $2 ORDER BY next_at";
+        let rows = on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(first).bind(last).bind(total).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push((r.try_get::<i64, _>(0)?, r.try_get::<i64, _>(1)?));
+            }
+            out
+        });
+        Ok(rows)
+    }
+
+    pub async fn promise(&self, id: i64) -> Result<Option<StoredPromise>, StoreError> {
+        let sql = format!("SELECT {} FROM promises WHERE id = $1", records::PROMISE_COLUMNS);
+        Ok(on_pool!(self, pool => match sqlx::query(&sql).bind(id).fetch_optional(pool).await? {
+            Some(r) => Some(records::promise_from_row(&r)?),
+            None => None,
+        }))
+    }
+
+    /// The conversation's open promise, if any.
+    pub async fn open_promise_in(&self, conversation: u64) -> Result<Option<StoredPromise>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM promises WHERE conversation = $1 AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed') \
+             ORDER BY made_at DESC LIMIT 1",
+            records::PROMISE_COLUMNS
+        );
+        Ok(on_pool!(self, pool => match sqlx::query(&sql).bind(conversation as i64).fetch_optional(pool).await? {
+            Some(r) => Some(records::promise_from_row(&r)?),
+            None => None,
+        }))
+    }
+
+    /// Open promises in a guild, soonest due first; one agent's when `agent` is given.
+    pub async fn open_promises(&self, guild: u64, agent: Option<u64>) -> Result<Vec<StoredPromise>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM promises WHERE guild_id = $1 AND ($2 = 0 OR agent_id = $2) \
+             AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed') ORDER BY due_at, id",
+            records::PROMISE_COLUMNS
+        );
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(guild as i64).bind(agent.unwrap_or(0) as i64).fetch_all(pool).await?;
+            rows.iter().map(records::promise_from_row).collect::<Result<Vec<_>, _>>()?
+        }))
+    }
+
+    // ---- the nudge log ------------------------------------------------------------------------
+
+    /// Logs a nudge once per key (a repeated delivery of the same nudge is not a second row).
+    pub async fn log_nudge(&self, n: &NewNudge) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO nudges (nudge_key, guild_id, conversation, message_id, agent_id, customer_id, \
+             kind, category, rule, evidence, at, delivered) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (nudge_key) DO NOTHING";
+        let evidence = self.redactor.redact(&n.evidence);
+        on_pool!(self, pool => sqlx::query(SQL)
+            .bind(&n.key)
+            .bind(n.guild as i64)
+            .bind(n.conversation as i64)
+            .bind(n.message as i64)
+            .bind(n.agent.map(|a| a as i64))
+            .bind(n.customer.map(|c| c as i64))
+            .bind(&n.kind)
+            .bind(n.category.as_deref())
+            .bind(&n.rule)
+            .bind(&evidence)
+            .bind(n.at)
+            .bind(i64::from(n.delivered))
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Records a 👍 (`helpful`) or 👎 on a logged nudge. The latest press counts. Returns whether
+    /// the nudge was found.
+    pub async fn feedback(&self, key: &str, helpful: bool, by: u64, at: i64) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE nudges SET feedback = $2, feedback_by = $3, feedback_at = $4 WHERE nudge_key = $1";
+        let n = on_pool!(self, pool => sqlx::query(SQL)
+            .bind(key)
+            .bind(if helpful { 1i64 } else { -1 })
+            .bind(by as i64)
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(n > 0)
+    }
+
+    /// Nudges delivered in a guild since `since`, by kind, with feedback counts.
+    pub async fn nudge_counts(&self, guild: u64, since: i64) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
+        const SQL: &str = "SELECT kind, COUNT(*), COUNT(*) FILTER (WHERE feedback = 1), \
+             COUNT(*) FILTER (WHERE feedback = -1) FROM nudges WHERE guild_id = $1 AND at >= $2 AND delivered = 1 \
+             GROUP BY kind ORDER BY kind";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(guild as i64).bind(since).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                out.push((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?, r.try_get::<i64, _>(2)?, r.try_get::<i64, _>(3)?));
+            }
+            out
+        }))
+    }
+
+    // ---- agents and conversations -------------------------------------------------------------
+
+    /// Mutes an agent's coaching nudges until `until` (`None` unmutes).
+    pub async fn set_mute(&self, guild: u64, agent: u64, until: Option<i64>, now: i64) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO agents (guild_id, agent_id, muted_until, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (guild_id, agent_id) DO UPDATE SET muted_until = $3, updated_at = $4";
+        on_pool!(self, pool => sqlx::query(SQL)
+            .bind(guild as i64)
+            .bind(agent as i64)
+            .bind(until)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Mutes still running at `now`: (guild, agent, until).
+    pub async fn mutes(&self, now: i64) -> Result<Vec<(u64, u64, i64)>, StoreError> {
+        const SQL: &str = "SELECT guild_id, agent_id, muted_until FROM agents WHERE muted_until > $1";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(now).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                out.push((r.try_get::<i64, _>(0)? as u64, r.try_get::<i64, _>(1)? as u64, r.try_get::<i64, _>(2)?));
+            }
+            out
+        }))
+    }
+
+    /// Stores a conversation's context (replacing the previous one).
+    pub async fn save_context(&self, guild: u64, conversation: u64, context: &Context, now: i64) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO conversations (conversation, guild_id, last_agent, last_customer, context, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation) DO UPDATE SET last_agent = $3, \
+             last_customer = $4, context = $5, updated_at = $6";
+        let json = serde_json::to_string(context).unwrap_or_default();
+        let id = |u: &Option<crate::engine::UserId>| u.as_ref().and_then(|u| u.as_str().parse::<i64>().ok());
+        on_pool!(self, pool => sqlx::query(SQL)
+            .bind(conversation as i64)
+            .bind(guild as i64)
+            .bind(id(&context.last_agent))
+            .bind(id(&context.last_customer))
+            .bind(&json)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    pub async fn context(&self, conversation: u64) -> Result<Option<Context>, StoreError> {
+        const SQL: &str = "SELECT context FROM conversations WHERE conversation = $1";
+        let text: Option<String> = on_pool!(self, pool => sqlx::query(SQL)
+            .bind(conversation as i64)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?);
+        // A context this build cannot read is dropped: the conversation starts afresh.
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    // ---- retention, forgetting, export --------------------------------------------------------
+
+    /// Deletes nudge logs, closed promises and idle conversations older than `before`.
+    pub async fn purge(&self, before: i64) -> Result<Purged, StoreError> {
+        let mut purged = Purged::default();
+        on_pool!(self, pool => {
+            purged.nudges = sqlx::query("DELETE FROM nudges WHERE at < $1").bind(before).execute(pool).await?.rows_affected();
+            purged.promises = sqlx::query("DELETE FROM promises WHERE closed_at IS NOT NULL AND closed_at < $1")
+                .bind(before).execute(pool).await?.rows_affected();
+            purged.conversations = sqlx::query("DELETE FROM conversations WHERE updated_at < $1")
+                .bind(before).execute(pool).await?.rows_affected();
+        });
+        Ok(purged)
+    }
+
+    /// Deletes everything stored about one Discord user, customer or agent, in one transaction.
+    pub async fn forget_user(&self, user: u64) -> Result<Forgotten, StoreError> {
+        let id = user as i64;
+        let mut gone = Forgotten::default();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            gone.promises = sqlx::query("DELETE FROM promises WHERE agent_id = $1 OR customer_id = $1")
+                .bind(id).execute(&mut *tx).await?.rows_affected();
+            gone.nudges = sqlx::query("DELETE FROM nudges WHERE agent_id = $1 OR customer_id = $1")
+                .bind(id).execute(&mut *tx).await?.rows_affected();
+            sqlx::query("UPDATE nudges SET feedback_by = NULL WHERE feedback_by = $1")
+                .bind(id).execute(&mut *tx).await?;
+            gone.conversations = sqlx::query("DELETE FROM conversations WHERE last_agent = $1 OR last_customer = $1")
+                .bind(id).execute(&mut *tx).await?.rows_affected();
+            gone.settings = sqlx::query("DELETE FROM agents WHERE agent_id = $1")
+                .bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+        });
+        Ok(gone)
+    }
+
+    /// The nudge log since `since`, oldest first, as JSON objects.
+    pub async fn export_nudges(&self, since: i64) -> Result<Vec<serde_json::Value>, StoreError> {
+        const SQL: &str = "SELECT id, guild_id, conversation, message_id, agent_id, customer_id, kind, category, rule, \
+             evidence, at, delivered, feedback, feedback_at FROM nudges WHERE at >= $1 ORDER BY at, id";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(since).fetch_all(pool).await?;
+            rows.iter().map(records::nudge_json).collect::<Result<Vec<_>, _>>()?
+        }))
+    }
+
+    /// Promises made or updated since `since`, oldest first, as JSON objects.
+    pub async fn export_promises(&self, since: i64) -> Result<Vec<serde_json::Value>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM promises WHERE updated_at >= $1 OR made_at >= $1 ORDER BY made_at, id",
+            records::PROMISE_COLUMNS
+        );
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(since).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                out.push(records::promise_from_row(r)?.to_json());
+            }
+            out
+        }))
+    }
+
+    /// Per-rule figures from the nudge log since `since`: fires, feedback, helpful rate.
+    pub async fn rule_figures(&self, since: i64) -> Result<Vec<RuleFigures>, StoreError> {
+        const SQL: &str = "SELECT rule, kind, COUNT(*), COUNT(*) FILTER (WHERE feedback = 1), \
+             COUNT(*) FILTER (WHERE feedback = -1) FROM nudges WHERE at >= $1 GROUP BY rule, kind ORDER BY rule, kind";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(since).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                out.push(RuleFigures {
+                    rule: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    fires: r.try_get(2)?,
+                    helpful: r.try_get(3)?,
+                    unhelpful: r.try_get(4)?,
+                });
+            }
+            out
+        }))
+    }
+}
+
+fn sqlite_open_error(path: &Path, e: sqlx::Error) -> StoreError {
+    let detail = e.to_string();
+    let path = path.to_path_buf();
+    let lower = detail.to_lowercase();
+    if lower.contains("not a database") || lower.contains("malformed") || lower.contains("corrupt") {
+        StoreError::Corrupt { path, detail }
+    } else if lower.contains("locked") || lower.contains("busy") {
+        StoreError::Locked { path, detail }
+    } else if lower.contains("readonly") || lower.contains("read-only") || lower.contains("unable to open") {
+        StoreError::ReadOnly { path, detail }
+    } else {
+        StoreError::Query(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_password;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            hide_password("postgres://bot:s3cret@db.internal:5432/backstop"),
+            "postgres://bot:***@db.internal:5432/backstop"
+        );
+        assert_eq!(hide_password("postgres://root@127.0.0.1/test"), "postgres://root@127.0.0.1/test");
+    }
+}

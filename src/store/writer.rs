@@ -1,0 +1,259 @@
+//! The bot's write queue: every write goes through one task, in order, retried until the database
+//! takes it.
+//!
+//! Why a queue: the bot must keep coaching while the database is away (a PostgreSQL restart, a
+//! busy SQLite file). Nudges go out from memory; their log rows, conversation contexts and mutes
+//! wait here and are written when the database is back. Nothing accepted is dropped: a write
+//! that fails for a passing reason (connection lost, server restarting, file busy) is retried
+//! with backoff, forever, in order. A write the database rejects for good (a constraint it can
+//! never meet) is logged and skipped so it cannot wedge the queue.
+//!
+//! Writes that someone waits for (a promise must be stored before the agent is told it was
+//! noted) carry a reply channel that answers once the row is committed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{NewNudge, NewPromise, PromiseState, Store, StoreError};
+use crate::engine::{Context, Step};
+
+/// One write.
+#[derive(Debug)]
+pub enum Write {
+    Promise {
+        promise: NewPromise,
+        stored: Option<oneshot::Sender<i64>>,
+    },
+    Reschedule {
+        guild: u64,
+        message: u64,
+        due_at: i64,
+        due_words: Option<String>,
+        state: PromiseState,
+        next: Option<(i64, Step)>,
+        now: i64,
+        stored: Option<oneshot::Sender<Option<i64>>>,
+    },
+    Close {
+        guild: u64,
+        message: u64,
+        state: PromiseState,
+        now: i64,
+    },
+    StepSent {
+        id: i64,
+        expected_at: i64,
+        state: PromiseState,
+        next: Option<(i64, Step)>,
+        now: i64,
+    },
+    Nudge(NewNudge),
+    Feedback {
+        key: String,
+        helpful: bool,
+        by: u64,
+        at: i64,
+    },
+    Mute {
+        guild: u64,
+        agent: u64,
+        until: Option<i64>,
+        now: i64,
+    },
+    Context {
+        guild: u64,
+        conversation: u64,
+        context: Box<Context>,
+        now: i64,
+    },
+    /// Answers once everything queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Figures about the queue, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub queued: AtomicUsize,
+    pub written: AtomicU64,
+    pub retries: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+/// The sending side of the queue. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Write>,
+    pub stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Starts the writing task on the current runtime.
+    pub fn spawn(store: Store) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(WriterStats::default());
+        tokio::spawn(run(store, rx, stats.clone()));
+        Writer { tx, stats }
+    }
+
+    pub fn send(&self, write: Write) {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(write).is_err() {
+            tracing::error!("the write queue has stopped; a write was lost");
+        }
+    }
+
+    /// Stores a promise and returns its id once committed (waits out a database outage).
+    pub async fn promise(&self, promise: NewPromise) -> Option<i64> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Write::Promise {
+            promise,
+            stored: Some(tx),
+        });
+        rx.await.ok()
+    }
+
+    /// Waits until everything queued so far is written, or `limit` passes. Returns whether it was.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.send(Write::Flush(tx));
+        matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Write>, stats: Arc<WriterStats>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let taken = batch.len();
+        for write in coalesce(std::mem::take(&mut batch)) {
+            apply_until_done(&store, write, &stats).await;
+        }
+        stats.queued.fetch_sub(taken, Ordering::Relaxed);
+    }
+}
+
+/// Keeps only the newest context per conversation in a batch: older ones would be overwritten
+/// at once. Everything else keeps its order.
+fn coalesce(batch: Vec<Write>) -> Vec<Write> {
+    let mut newest: HashMap<u64, usize> = HashMap::new();
+    for (i, w) in batch.iter().enumerate() {
+        if let Write::Context { conversation, .. } = w {
+            newest.insert(*conversation, i);
+        }
+    }
+    batch
+        .into_iter()
+        .enumerate()
+        .filter(|(i, w)| match w {
+            Write::Context { conversation, .. } => newest.get(conversation) == Some(i),
+            _ => true,
+        })
+        .map(|(_, w)| w)
+        .collect()
+}
+
+/// Whether an error can pass (retry) or never will (skip).
+fn passing(e: &StoreError) -> bool {
+    match e {
+        StoreError::Query(sqlx::Error::Database(db)) => {
+            let code = db.code().unwrap_or_default();
+            // PostgreSQL integrity errors are class 23; SQLite's are "constraint failed".
+            !(code.starts_with("23") || db.message().contains("constraint failed"))
+        }
+        StoreError::Query(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_)) => false,
+        _ => true,
+    }
+}
+
+async fn apply_until_done(store: &Store, mut write: Write, stats: &WriterStats) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match apply(store, &mut write).await {
+            Ok(()) => {
+                stats.written.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(e) if passing(&e) => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "a database write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "the database refused a write for good; skipping it");
+                return;
+            }
+        }
+    }
+}
+
+async fn apply(store: &Store, write: &mut Write) -> Result<(), StoreError> {
+    match write {
+        Write::Promise { promise, stored } => {
+            let id = store.insert_promise(promise).await?;
+            if let Some(tx) = stored.take() {
+                let _ = tx.send(id);
+            }
+        }
+        Write::Reschedule {
+            guild,
+            message,
+            due_at,
+            due_words,
+            state,
+            next,
+            now,
+            stored,
+        } => {
+            let id = store
+                .reschedule_promise(*guild, *message, *due_at, due_words.as_deref(), *state, *next, *now)
+                .await?;
+            if let Some(tx) = stored.take() {
+                let _ = tx.send(id);
+            }
+        }
+        Write::Close {
+            guild,
+            message,
+            state,
+            now,
+        } => {
+            store.close_promise(*guild, *message, *state, *now).await?;
+        }
+        Write::StepSent {
+            id,
+            expected_at,
+            state,
+            next,
+            now,
+        } => {
+            store.step_sent(*id, *expected_at, *state, *next, *now).await?;
+        }
+        Write::Nudge(n) => store.log_nudge(n).await?,
+        Write::Feedback { key, helpful, by, at } => {
+            store.feedback(key, *helpful, *by, *at).await?;
+        }
+        Write::Mute {
+            guild,
+            agent,
+            until,
+            now,
+        } => store.set_mute(*guild, *agent, *until, *now).await?,
+        Write::Context {
+            guild,
+            conversation,
+            context,
+            now,
+        } => store.save_context(*guild, *conversation, context, *now).await?,
+        Write::Flush(tx) => {
+            // Everything before this in the queue is written by the time it is reached.
+            let (done, _) = oneshot::channel();
+            let _ = std::mem::replace(tx, done).send(());
+        }
+    }
+    Ok(())
+}
