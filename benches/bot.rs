@@ -20,8 +20,8 @@ use backstop::discord::stand_in::{
     message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn,
 };
 use backstop::discord::{start, Endpoint, Options};
-use backstop::store::{StorageConfig, Store};
 use backstop::engine::Role;
+use backstop::store::{StorageConfig, Store};
 
 const N: usize = 10_000;
 const GUILD: u64 = 800_000_000_000_000_001;

@@ -57,9 +57,9 @@ fn parse_since(text: &str) -> anyhow::Result<jiff::Timestamp> {
     if let Ok(t) = text.parse::<jiff::Timestamp>() {
         return Ok(t);
     }
-    let date: jiff::civil::Date = text
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--since {text:?}: write a date like 2026-11-01 or a time like 2026-11-01T09:00:00Z"))?;
+    let date: jiff::civil::Date = text.parse().map_err(|_| {
+        anyhow::anyhow!("--since {text:?}: write a date like 2026-11-01 or a time like 2026-11-01T09:00:00Z")
+    })?;
     Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
 }
 

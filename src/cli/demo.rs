@@ -18,8 +18,8 @@ use backstop::discord::stand_in::{
     message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn,
 };
 use backstop::discord::{start, Endpoint, Options};
-use backstop::store::{StorageConfig, Store};
 use backstop::engine::Role;
+use backstop::store::{StorageConfig, Store};
 use backstop::transcript::{parse_all, Record};
 
 #[derive(Debug, Args)]

@@ -78,7 +78,10 @@ fn shard_range(shards: Option<&str>, total: Option<u32>) -> anyhow::Result<Optio
         anyhow::bail!("--shards {text:?}: write a shard number or a range like 0-3");
     };
     if total == 0 || first > last || last >= total {
-        anyhow::bail!("--shards {text} does not fit --total-shards {total}: shards are numbered 0 to {}", total.saturating_sub(1));
+        anyhow::bail!(
+            "--shards {text} does not fit --total-shards {total}: shards are numbered 0 to {}",
+            total.saturating_sub(1)
+        );
     }
     Ok(Some(ShardRange { first, last, total }))
 }

@@ -32,7 +32,10 @@ impl ScaledClock {
         let [start, real_start, speed] = parts.as_slice() else {
             return Err(format!("{text:?}: expected START,REAL_START,SPEED"));
         };
-        let time = |t: &str| t.parse::<Timestamp>().map_err(|e| format!("{t:?} is not an RFC 3339 time: {e}"));
+        let time = |t: &str| {
+            t.parse::<Timestamp>()
+                .map_err(|e| format!("{t:?} is not an RFC 3339 time: {e}"))
+        };
         let speed: f64 = speed.parse().map_err(|_| format!("{speed:?} is not a number"))?;
         if !(speed > 0.0 && speed.is_finite()) {
             return Err(format!("speed must be above zero, not {speed}"));

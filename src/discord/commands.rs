@@ -170,18 +170,24 @@ async fn followups(handler: &Handler, cmd: &CommandInteraction) -> String {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list promises");
-            return "The promise list is unavailable right now (the database is not answering). Try again shortly.".into();
+            return "The promise list is unavailable right now (the database is not answering). Try again shortly."
+                .into();
         }
     };
     let lines: Vec<String> = promises
         .iter()
         .map(|p| {
-            let link = super::delivery::jump_link(guild, p.conversation, serenity::all::MessageId::new(p.message.max(1)));
+            let link =
+                super::delivery::jump_link(guild, p.conversation, serenity::all::MessageId::new(p.message.max(1)));
             let state = match p.state {
                 PromiseState::Overdue | PromiseState::Escalated => " **overdue**",
                 _ => "",
             };
-            let who = if agent.is_none() { format!(" <@{}>", p.agent) } else { String::new() };
+            let who = if agent.is_none() {
+                format!(" <@{}>", p.agent)
+            } else {
+                String::new()
+            };
             format!(
                 "• due {}{state}{who}: \"{}\" [jump]({link})",
                 format_due(from_ms(p.due_at), schedule),
@@ -291,7 +297,8 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                 (Ok(d), Ok(w)) => (d, w),
                 (Err(e), _) | (_, Err(e)) => {
                     tracing::warn!(error = %e, "cannot read the nudge log");
-                    return "Figures are unavailable right now (the database is not answering). Try again shortly.".into();
+                    return "Figures are unavailable right now (the database is not answering). Try again shortly."
+                        .into();
                 }
             };
             let count = |rows: &[(String, i64, i64, i64)], kind: NudgeKind| {

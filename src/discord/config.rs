@@ -73,14 +73,24 @@ struct StorageDef {
 }
 
 /// Reads `[storage]`; the data folder is relative to the working directory.
-fn storage(file: &str, text: &str, def: Option<toml::Spanned<toml::Value>>, problems: &mut Vec<Problem>) -> StorageConfig {
+fn storage(
+    file: &str,
+    text: &str,
+    def: Option<toml::Spanned<toml::Value>>,
+    problems: &mut Vec<Problem>,
+) -> StorageConfig {
     let mut config = StorageConfig::default();
     let Some(spanned) = def else { return config };
     let line = crate::engine::line_of(text, spanned.span().start);
     let def: StorageDef = match spanned.into_inner().try_into() {
         Ok(d) => d,
         Err(e) => {
-            problems.push(Problem::new(file, Some(line), Some("storage".into()), e.message().trim().to_string()));
+            problems.push(Problem::new(
+                file,
+                Some(line),
+                Some("storage".into()),
+                e.message().trim().to_string(),
+            ));
             return config;
         }
     };
@@ -384,10 +394,14 @@ escalate_after = "1h"
         assert_eq!(c.storage.retention_days, Some(30));
         assert_eq!(c.storage.redactor.redact("card MEM123"), "card [redacted]");
         let bad = format!("{GOOD}\n[storage]\nurl = \"mysql://x\"\nretain = 3\n");
-        let err = BotConfig::parse("backstop.toml", &bad, &Settings::default()).unwrap_err().to_string();
+        let err = BotConfig::parse("backstop.toml", &bad, &Settings::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("storage: unknown field `retain`"), "{err}");
         let bad = format!("{GOOD}\n[storage]\nurl = \"mysql://x\"\n");
-        let err = BotConfig::parse("backstop.toml", &bad, &Settings::default()).unwrap_err().to_string();
+        let err = BotConfig::parse("backstop.toml", &bad, &Settings::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("storage.url: must be a postgres:// URL"), "{err}");
     }
 

@@ -19,7 +19,7 @@ use super::Guilds;
 use crate::engine::{self, Context as Recovery, Engine, Nudge, NudgeKind, PromiseChange, Role};
 use crate::store::records::nudge_key;
 use crate::store::writer::{Write, Writer};
-use crate::store::{from_ms, NewNudge, NewPromise, PromiseState, Store, StoreError};
+use crate::store::{from_ms, NewNudge, NewPromise, PromiseState, Reschedule, Store, StoreError};
 
 /// The event handler: one per bot.
 pub struct Handler {
@@ -184,7 +184,8 @@ impl Handler {
                     false
                 }
             };
-            self.writer.send(Write::Nudge(log_entry(guild.id, channel, &nudge, delivered)));
+            self.writer
+                .send(Write::Nudge(log_entry(guild.id, channel, &nudge, delivered)));
         }
     }
 
@@ -210,7 +211,10 @@ impl Handler {
                 engine.restore(&key, context, promise.map(|p| p.to_engine()));
             }
             Ok(Err(e)) => tracing::warn!(error = %e, conversation, "cannot read a conversation's stored context"),
-            Err(_) => tracing::warn!(conversation, "the database is slow; reading the conversation without its stored context"),
+            Err(_) => tracing::warn!(
+                conversation,
+                "the database is slow; reading the conversation without its stored context"
+            ),
         }
     }
 
@@ -266,15 +270,17 @@ impl Handler {
             let next = engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s));
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.writer.send(Write::Reschedule {
-                guild,
-                message: message.0,
-                due_at: promise.due.at.as_millisecond(),
-                due_words: due.and_then(|d| match d.source {
-                    engine::DueSource::Stated(words) => Some(words),
-                    engine::DueSource::Default => None,
-                }),
-                state,
-                next,
+                change: Reschedule {
+                    guild,
+                    message: message.0,
+                    due_at: promise.due.at.as_millisecond(),
+                    due_words: due.and_then(|d| match d.source {
+                        engine::DueSource::Stated(words) => Some(words),
+                        engine::DueSource::Default => None,
+                    }),
+                    state,
+                    next,
+                },
                 now,
                 stored: Some(tx),
             });
@@ -356,7 +362,9 @@ impl Handler {
             (None, Some((g, e))) => (g, e.promise(&key).map_or(0, |p| p.source.0)),
             (None, None) => return false,
         };
-        let Some(engine) = self.guilds.engine(guild) else { return false };
+        let Some(engine) = self.guilds.engine(guild) else {
+            return false;
+        };
         match snooze_until {
             None => {
                 engine.promise_kept(&key);
@@ -380,12 +388,14 @@ impl Handler {
                 let next = engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s));
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 self.writer.send(Write::Reschedule {
-                    guild,
-                    message,
-                    due_at: until.as_millisecond(),
-                    due_words: None,
-                    state: PromiseState::Snoozed,
-                    next,
+                    change: Reschedule {
+                        guild,
+                        message,
+                        due_at: until.as_millisecond(),
+                        due_words: None,
+                        state: PromiseState::Snoozed,
+                        next,
+                    },
                     now: now.as_millisecond(),
                     stored: Some(tx),
                 });

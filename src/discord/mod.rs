@@ -13,7 +13,7 @@ pub mod config;
 mod convert;
 mod delivery;
 mod handler;
-mod reminders;
+pub mod reminders;
 #[cfg(feature = "stand-in")]
 pub mod stand_in;
 
@@ -45,7 +45,12 @@ impl Guilds {
             .guilds
             .iter()
             // Reminder timing lives in the durable scheduler, not in the engines' memory.
-            .map(|g| (g.id, Arc::new(base.with_settings(g.settings.clone()).without_schedule())))
+            .map(|g| {
+                (
+                    g.id,
+                    Arc::new(base.with_settings(g.settings.clone()).without_schedule()),
+                )
+            })
             .collect();
         Guilds { engines, clock }
     }
@@ -225,7 +230,13 @@ async fn retention(handler: Arc<Handler>) {
         let before = now.as_millisecond() - i64::from(days) * 86_400_000;
         match handler.store.purge(before).await {
             Ok(p) if p.nudges + p.promises + p.conversations > 0 => {
-                tracing::info!(nudges = p.nudges, promises = p.promises, conversations = p.conversations, days, "retention purge")
+                tracing::info!(
+                    nudges = p.nudges,
+                    promises = p.promises,
+                    conversations = p.conversations,
+                    days,
+                    "retention purge"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention purge failed; trying again later"),

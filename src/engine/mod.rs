@@ -149,20 +149,19 @@ impl Engine {
         let id = conv.key().clone();
         let conv = conv.value_mut();
         conv.context.last_message = conv.context.last_message.max(msg.at);
-        let mut out = Vec::new();
-        let mut changes = Vec::new();
+        let mut out = Reading::default();
         if claim && msg.role == Role::Agent {
             if let Some(mut nudge) = conv.unclaimed.take().map(|n| *n) {
                 nudge.agent = Some(UserId::new(msg.author));
                 nudge.at = nudge.at.max(msg.at);
-                out.push(nudge);
+                out.nudges.push(nudge);
             }
         }
         match msg.role {
-            Role::Customer => self.customer_message(&id, conv, msg, &text, &hits, &mut out, &mut changes),
-            Role::Agent => self.agent_message(&id, conv, msg, &text, &hits, &mut out, &mut changes),
+            Role::Customer => self.customer_message(&id, conv, msg, &text, &hits, &mut out),
+            Role::Agent => self.agent_message(&id, conv, msg, &text, &hits, &mut out),
         }
-        Reading { nudges: out, changes }
+        out
     }
 
     fn customer_message(
@@ -172,8 +171,7 @@ impl Engine {
         msg: &Message<'_>,
         text: &Prepared<'_>,
         hits: &[Hit],
-        out: &mut Vec<Nudge>,
-        changes: &mut Vec<PromiseChange>,
+        out: &mut Reading,
     ) {
         if conv.context.last_customer.as_ref().map(UserId::as_str) != Some(msg.author) {
             conv.context.last_customer = Some(UserId::new(msg.author));
@@ -195,8 +193,14 @@ impl Engine {
                     self.unschedule(id, promise);
                     promise.overdue = true;
                     promise.reminded = true;
-                    out.push(self.promise_nudge(NudgeKind::FollowUpOverdue, id, promise, msg.at, Some(evidence)));
-                    changes.push(PromiseChange::Chased {
+                    out.nudges.push(self.promise_nudge(
+                        NudgeKind::FollowUpOverdue,
+                        id,
+                        promise,
+                        msg.at,
+                        Some(evidence),
+                    ));
+                    out.changes.push(PromiseChange::Chased {
                         source: promise.source,
                         at: msg.at,
                     });
@@ -223,7 +227,7 @@ impl Engine {
         if nudge.agent.is_none() {
             conv.unclaimed = Some(Box::new(nudge.clone()));
         }
-        out.push(nudge);
+        out.nudges.push(nudge);
     }
 
     fn agent_message(
@@ -233,13 +237,12 @@ impl Engine {
         msg: &Message<'_>,
         text: &Prepared<'_>,
         hits: &[Hit],
-        out: &mut Vec<Nudge>,
-        changes: &mut Vec<PromiseChange>,
+        out: &mut Reading,
     ) {
         if let Some(promise) = conv.promise.as_deref() {
             if msg.at >= add(promise.made_at, self.settings.min_gap) {
                 self.unschedule(id, promise);
-                changes.push(PromiseChange::Kept {
+                out.changes.push(PromiseChange::Kept {
                     source: promise.source,
                     at: msg.at,
                 });
@@ -265,8 +268,11 @@ impl Engine {
         };
         let asked_after_apology = conv.context.reason_requested && conv.context.apologized;
         if let Some((hit, category)) = excused {
-            if conv.context.problem_open && !asked_after_apology && self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at) {
-                out.push(self.render(Draft {
+            if conv.context.problem_open
+                && !asked_after_apology
+                && self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at)
+            {
+                out.nudges.push(self.render(Draft {
                     kind: NudgeKind::ExplainBeforeApology,
                     category: Some(category),
                     conversation: id,
@@ -286,7 +292,7 @@ impl Engine {
             conv.context.apologized = true;
         }
         if let Some(hit) = first(RuleKind::FollowUp) {
-            self.promise_made(id, conv, msg, text, hit, out, changes);
+            self.promise_made(id, conv, msg, text, hit, out);
         }
     }
 
@@ -297,8 +303,7 @@ impl Engine {
         msg: &Message<'_>,
         text: &Prepared<'_>,
         hit: &Hit,
-        out: &mut Vec<Nudge>,
-        changes: &mut Vec<PromiseChange>,
+        out: &mut Reading,
     ) {
         let sentence = text.sentence(hit.span.start);
         let timeframe = Timeframe::parse(&text.scan()[sentence.span]);
@@ -312,7 +317,11 @@ impl Engine {
                 source: DueSource::Default,
             },
         };
-        let agent = conv.context.last_agent.clone().unwrap_or_else(|| UserId::new(msg.author));
+        let agent = conv
+            .context
+            .last_agent
+            .clone()
+            .unwrap_or_else(|| UserId::new(msg.author));
         let cooled = self.cooled(conv, NudgeKind::FollowUpPromised, msg.at);
         if let Some(open) = conv.promise.as_deref_mut().filter(|_| !cooled) {
             // A second promise moments after the first restates it: keep one promise, newest time.
@@ -321,7 +330,7 @@ impl Engine {
             open.reminded = false;
             open.overdue = false;
             self.schedule_next(id, open);
-            changes.push(PromiseChange::Restated {
+            out.changes.push(PromiseChange::Restated {
                 source: open.source,
                 due: open.due.clone(),
             });
@@ -329,7 +338,7 @@ impl Engine {
         }
         if let Some(old) = conv.promise.take() {
             self.unschedule(id, &old);
-            changes.push(PromiseChange::Superseded {
+            out.changes.push(PromiseChange::Superseded {
                 source: old.source,
                 at: msg.at,
             });
@@ -350,12 +359,14 @@ impl Engine {
         };
         self.schedule_next(id, &promise);
         if cooled {
-            out.push(self.promise_nudge(NudgeKind::FollowUpPromised, id, &promise, msg.at, None));
+            out.nudges
+                .push(self.promise_nudge(NudgeKind::FollowUpPromised, id, &promise, msg.at, None));
             if timeframe.is_none() {
-                out.push(self.promise_nudge(NudgeKind::FollowUpNoTimeframe, id, &promise, msg.at, None));
+                out.nudges
+                    .push(self.promise_nudge(NudgeKind::FollowUpNoTimeframe, id, &promise, msg.at, None));
             }
         }
-        changes.push(PromiseChange::Made(promise.clone()));
+        out.changes.push(PromiseChange::Made(promise.clone()));
         conv.promise = Some(Box::new(promise));
     }
 

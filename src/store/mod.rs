@@ -27,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 
 pub use records::{
-    Forgotten, NewNudge, NewPromise, PromiseState, Purged, RuleFigures, ShardRange, StoredPromise,
+    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, ShardRange, StoredPromise,
 };
 pub use redact::{MaskDef, Redactor};
 
@@ -84,7 +84,9 @@ pub enum StoreError {
     InUse { path: PathBuf },
     #[error("{path} is locked by another program ({detail}). Close whatever holds it and start again")]
     Locked { path: PathBuf, detail: String },
-    #[error("{path} is read-only ({detail}). Make the file and its folder writable, or point storage.data_dir elsewhere")]
+    #[error(
+        "{path} is read-only ({detail}). Make the file and its folder writable, or point storage.data_dir elsewhere"
+    )]
     ReadOnly { path: PathBuf, detail: String },
     #[error("{path} is not a usable Backstop database ({detail}). Move it aside to start afresh, or restore it from a backup")]
     Corrupt { path: PathBuf, detail: String },
@@ -249,10 +251,26 @@ impl Store {
             .map_err(classify)?;
         migrate::run(&store).await.map_err(|e| match e {
             StoreError::Migration { detail, .. } if detail.contains("readonly") || detail.contains("read-only") => {
-                StoreError::ReadOnly { path: path.clone(), detail }
+                StoreError::ReadOnly {
+                    path: path.clone(),
+                    detail,
+                }
             }
             other => other,
         })?;
+        // SQLite opens a file it may not write read-only without a word; find out now, not at
+        // the first promise.
+        store
+            .execute_raw(&format!(
+                "INSERT INTO meta (key, value) VALUES ('last_opened', '{}') \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                jiff::Timestamp::now()
+            ))
+            .await
+            .map_err(|e| match e {
+                StoreError::Query(q) => sqlite_open_error(&path, q),
+                other => other,
+            })?;
         Ok(store)
     }
 
@@ -280,6 +298,11 @@ impl Store {
     /// Closes every connection (the SQLite lock goes with the last clone).
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await)
+    }
+
+    /// Runs SQL as written (maintenance and benchmark set-up; not for user input).
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::raw_sql(sql).execute(pool).await?.rows_affected()))
     }
 
     // ---- promises -----------------------------------------------------------------------------
@@ -316,28 +339,19 @@ impl Store {
 
     /// Moves an open promise's due time (restated, or snoozed) and what it waits for next.
     /// Returns the promise's id if one was open.
-    pub async fn reschedule_promise(
-        &self,
-        guild: u64,
-        message: u64,
-        due_at: i64,
-        due_words: Option<&str>,
-        state: PromiseState,
-        next: Option<(i64, Step)>,
-        now: i64,
-    ) -> Result<Option<i64>, StoreError> {
+    pub async fn reschedule_promise(&self, r: &Reschedule, now: i64) -> Result<Option<i64>, StoreError> {
         const SQL: &str = "UPDATE promises SET due_at = $3, due_words = COALESCE($4, due_words), state = $5, \
              next_step = $6, next_at = $7, updated_at = $8 \
              WHERE guild_id = $1 AND message_id = $2 AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed') \
              RETURNING id";
         let row = on_pool!(self, pool => sqlx::query(SQL)
-            .bind(guild as i64)
-            .bind(message as i64)
-            .bind(due_at)
-            .bind(due_words)
-            .bind(state.as_str())
-            .bind(next.map(|(_, s)| s.as_str()))
-            .bind(next.map(|(at, _)| at))
+            .bind(r.guild as i64)
+            .bind(r.message as i64)
+            .bind(r.due_at)
+            .bind(r.due_words.as_deref())
+            .bind(r.state.as_str())
+            .bind(r.next.map(|(_, s)| s.as_str()))
+            .bind(r.next.map(|(at, _)| at))
             .bind(now)
             .fetch_optional(pool)
             .await?
@@ -412,10 +426,12 @@ impl Store {
 
     pub async fn promise(&self, id: i64) -> Result<Option<StoredPromise>, StoreError> {
         let sql = format!("SELECT {} FROM promises WHERE id = $1", records::PROMISE_COLUMNS);
-        Ok(on_pool!(self, pool => match sqlx::query(&sql).bind(id).fetch_optional(pool).await? {
-            Some(r) => Some(records::promise_from_row(&r)?),
-            None => None,
-        }))
+        Ok(
+            on_pool!(self, pool => match sqlx::query(&sql).bind(id).fetch_optional(pool).await? {
+                Some(r) => Some(records::promise_from_row(&r)?),
+                None => None,
+            }),
+        )
     }
 
     /// The conversation's open promise, if any.
@@ -425,10 +441,12 @@ impl Store {
              ORDER BY made_at DESC LIMIT 1",
             records::PROMISE_COLUMNS
         );
-        Ok(on_pool!(self, pool => match sqlx::query(&sql).bind(conversation as i64).fetch_optional(pool).await? {
-            Some(r) => Some(records::promise_from_row(&r)?),
-            None => None,
-        }))
+        Ok(
+            on_pool!(self, pool => match sqlx::query(&sql).bind(conversation as i64).fetch_optional(pool).await? {
+                Some(r) => Some(records::promise_from_row(&r)?),
+                None => None,
+            }),
+        )
     }
 
     /// Open promises in a guild, soonest due first; one agent's when `agent` is given.
@@ -532,8 +550,15 @@ impl Store {
     }
 
     /// Stores a conversation's context (replacing the previous one).
-    pub async fn save_context(&self, guild: u64, conversation: u64, context: &Context, now: i64) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO conversations (conversation, guild_id, last_agent, last_customer, context, updated_at) \
+    pub async fn save_context(
+        &self,
+        guild: u64,
+        conversation: u64,
+        context: &Context,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str =
+            "INSERT INTO conversations (conversation, guild_id, last_agent, last_customer, context, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation) DO UPDATE SET last_agent = $3, \
              last_customer = $4, context = $5, updated_at = $6";
         let json = serde_json::to_string(context).unwrap_or_default();
@@ -601,7 +626,8 @@ impl Store {
 
     /// The nudge log since `since`, oldest first, as JSON objects.
     pub async fn export_nudges(&self, since: i64) -> Result<Vec<serde_json::Value>, StoreError> {
-        const SQL: &str = "SELECT id, guild_id, conversation, message_id, agent_id, customer_id, kind, category, rule, \
+        const SQL: &str =
+            "SELECT id, guild_id, conversation, message_id, agent_id, customer_id, kind, category, rule, \
              evidence, at, delivered, feedback, feedback_at FROM nudges WHERE at >= $1 ORDER BY at, id";
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(SQL).bind(since).fetch_all(pool).await?;
@@ -671,6 +697,9 @@ mod tests {
             hide_password("postgres://bot:s3cret@db.internal:5432/backstop"),
             "postgres://bot:***@db.internal:5432/backstop"
         );
-        assert_eq!(hide_password("postgres://root@127.0.0.1/test"), "postgres://root@127.0.0.1/test");
+        assert_eq!(
+            hide_password("postgres://root@127.0.0.1/test"),
+            "postgres://root@127.0.0.1/test"
+        );
     }
 }

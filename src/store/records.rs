@@ -86,6 +86,18 @@ pub struct NewPromise {
     pub next: Option<(i64, Step)>,
 }
 
+/// A new due time for an open promise (restated, snoozed, or chased early).
+#[derive(Debug, Clone)]
+pub struct Reschedule {
+    pub guild: u64,
+    pub message: u64,
+    pub due_at: i64,
+    /// The newly stated timeframe; `None` keeps the stored words.
+    pub due_words: Option<String>,
+    pub state: PromiseState,
+    pub next: Option<(i64, Step)>,
+}
+
 /// A promise as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPromise {
@@ -240,7 +252,8 @@ pub struct RuleFigures {
     pub unhelpful: i64,
 }
 
-pub(crate) const PROMISE_COLUMNS: &str = "id, guild_id, conversation, agent_id, customer_id, message_id, rule, evidence, \
+pub(crate) const PROMISE_COLUMNS: &str =
+    "id, guild_id, conversation, agent_id, customer_id, message_id, rule, evidence, \
      excerpt, made_at, due_at, due_words, state, next_step, next_at, reminders, updated_at, closed_at";
 
 /// Decodes a row selected with [`PROMISE_COLUMNS`], from either backend.
@@ -266,7 +279,8 @@ where
         made_at: r.try_get(9)?,
         due_at: r.try_get(10)?,
         due_words: r.try_get(11)?,
-        state: PromiseState::parse(&state).ok_or_else(|| sqlx::Error::Decode(format!("unknown promise state {state:?}").into()))?,
+        state: PromiseState::parse(&state)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown promise state {state:?}").into()))?,
         next_step: next_step.as_deref().and_then(Step::parse),
         next_at: r.try_get(14)?,
         reminders: r.try_get(15)?,
@@ -283,7 +297,9 @@ where
     i64: for<'a> Decode<'a, R::Database> + Type<R::Database>,
     String: for<'a> Decode<'a, R::Database> + Type<R::Database>,
 {
-    let id = |i: usize| -> Result<Option<String>, sqlx::Error> { Ok(r.try_get::<Option<i64>, _>(i)?.map(|v| (v as u64).to_string())) };
+    let id = |i: usize| -> Result<Option<String>, sqlx::Error> {
+        Ok(r.try_get::<Option<i64>, _>(i)?.map(|v| (v as u64).to_string()))
+    };
     Ok(json!({
         "type": "nudge",
         "id": r.try_get::<i64, _>(0)?,

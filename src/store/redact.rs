@@ -35,11 +35,19 @@ fn default_replacement() -> String {
 /// The built-in masks, in the order they run: the most specific shapes first, so an email's
 /// digits are not half-masked as a phone number.
 const DEFAULTS: &[(&str, &str, &str)] = &[
-    ("email", r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b", "[email]"),
+    (
+        "email",
+        r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b",
+        "[email]",
+    ),
     // 12–19 digits with optional spaces or dashes: payment cards, bank accounts, IBAN tails.
     ("card_or_account", r"\b\d(?:[ -]?\d){11,18}\b", "[number]"),
     // Phone numbers: optional +country, 8 or more digits with the usual separators.
-    ("phone", r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,5}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}\b|\+\d{8,15}\b", "[phone]"),
+    (
+        "phone",
+        r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,5}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}\b|\+\d{8,15}\b",
+        "[phone]",
+    ),
     // Order, tracking, reference and ticket numbers: a token with a digit and 6+ characters,
     // optionally led by a few letters ("ORD-123456", "1Z999AA10123456784", "#4471234").
     ("order_or_tracking", r"(?i)#?\b[a-z]{0,4}-?\d[a-z0-9-]{4,}\b", "[id]"),
@@ -118,14 +126,26 @@ mod tests {
 
     #[test]
     fn masks_emails() {
-        assert_eq!(r("write to jane.doe+orders@example.co.uk today"), "write to [email] today");
+        assert_eq!(
+            r("write to jane.doe+orders@example.co.uk today"),
+            "write to [email] today"
+        );
     }
 
     #[test]
     fn masks_phone_numbers_in_common_shapes() {
-        for phone in ["+44 20 7946 0958", "(555) 123-4567", "555-123-4567", "07946 095812", "+14155550123"] {
+        for phone in [
+            "+44 20 7946 0958",
+            "(555) 123-4567",
+            "555-123-4567",
+            "07946 095812",
+            "+14155550123",
+        ] {
             let out = r(&format!("call me on {phone} please"));
-            assert!(!out.chars().any(|c| c.is_ascii_digit()), "{phone} left digits in {out:?}");
+            assert!(
+                !out.chars().any(|c| c.is_ascii_digit()),
+                "{phone} left digits in {out:?}"
+            );
         }
     }
 
@@ -159,7 +179,10 @@ mod tests {
             replace: "[member]".into(),
         }];
         let red = Redactor::new(&extra, "config/backstop.toml").unwrap();
-        assert_eq!(red.redact("member MEMXYZ, mail a@b.io"), "member [member], mail [email]");
+        assert_eq!(
+            red.redact("member MEMXYZ, mail a@b.io"),
+            "member [member], mail [email]"
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{NewNudge, NewPromise, PromiseState, Store, StoreError};
-use crate::engine::{Context, Step};
+use super::{NewNudge, NewPromise, PromiseState, Reschedule, Store, StoreError};
+use crate::engine::Context;
 
 /// One write.
 #[derive(Debug)]
@@ -29,12 +29,7 @@ pub enum Write {
         stored: Option<oneshot::Sender<i64>>,
     },
     Reschedule {
-        guild: u64,
-        message: u64,
-        due_at: i64,
-        due_words: Option<String>,
-        state: PromiseState,
-        next: Option<(i64, Step)>,
+        change: Reschedule,
         now: i64,
         stored: Option<oneshot::Sender<Option<i64>>>,
     },
@@ -42,13 +37,6 @@ pub enum Write {
         guild: u64,
         message: u64,
         state: PromiseState,
-        now: i64,
-    },
-    StepSent {
-        id: i64,
-        expected_at: i64,
-        state: PromiseState,
-        next: Option<(i64, Step)>,
         now: i64,
     },
     Nudge(NewNudge),
@@ -163,7 +151,9 @@ fn passing(e: &StoreError) -> bool {
             // PostgreSQL integrity errors are class 23; SQLite's are "constraint failed".
             !(code.starts_with("23") || db.message().contains("constraint failed"))
         }
-        StoreError::Query(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_)) => false,
+        StoreError::Query(
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_),
+        ) => false,
         _ => true,
     }
 }
@@ -199,19 +189,8 @@ async fn apply(store: &Store, write: &mut Write) -> Result<(), StoreError> {
                 let _ = tx.send(id);
             }
         }
-        Write::Reschedule {
-            guild,
-            message,
-            due_at,
-            due_words,
-            state,
-            next,
-            now,
-            stored,
-        } => {
-            let id = store
-                .reschedule_promise(*guild, *message, *due_at, due_words.as_deref(), *state, *next, *now)
-                .await?;
+        Write::Reschedule { change, now, stored } => {
+            let id = store.reschedule_promise(change, *now).await?;
             if let Some(tx) = stored.take() {
                 let _ = tx.send(id);
             }
@@ -223,15 +202,6 @@ async fn apply(store: &Store, write: &mut Write) -> Result<(), StoreError> {
             now,
         } => {
             store.close_promise(*guild, *message, *state, *now).await?;
-        }
-        Write::StepSent {
-            id,
-            expected_at,
-            state,
-            next,
-            now,
-        } => {
-            store.step_sent(*id, *expected_at, *state, *next, *now).await?;
         }
         Write::Nudge(n) => store.log_nudge(n).await?,
         Write::Feedback { key, helpful, by, at } => {

@@ -1,4 +1,4 @@
-//! The stand-in's gateway: one WebSocket session at a time, replaying what the client missed.
+//! The stand-in's gateway: a WebSocket session per shard, replaying what the client missed.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{guild_create_json, user_json, Seen, Shared, HEARTBEAT};
+use super::{guild_create_json, user_json, GuildSpec, Route, Seen, Shared, HEARTBEAT};
 
 pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(shared): State<Arc<Shared>>) -> Response {
     ws.on_upgrade(move |socket| session(socket, shared))
@@ -32,13 +32,21 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
     }
     // The last sequence this connection has delivered; nothing flows before Identify/Resume.
     let mut delivered: Option<u64> = None;
+    // This connection's shard and the shard count, from Identify (or the resumed session).
+    let mut shard = (0u32, 1u32);
     loop {
         // Register for wake-ups before reading the log, so a dispatch that lands between the read
         // and the wait is not missed (a `Notified` receives `notify_waiters` once created).
         let changed = shared.changed.notified();
         // Deliver whatever is new.
         if let Some(mut last) = delivered {
-            let pending: Vec<(u64, Value)> = shared.lock().log.iter().filter(|(s, _)| *s > last).cloned().collect();
+            let pending: Vec<(u64, Value)> = shared
+                .lock()
+                .log
+                .iter()
+                .filter(|(s, route, _)| *s > last && route.reaches(shard.0, shard.1))
+                .map(|(s, _, frame)| (*s, frame.clone()))
+                .collect();
             for (seq, frame) in pending {
                 if !send(&mut socket, &frame).await {
                     return;
@@ -54,11 +62,21 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
                 let Ok(payload) = serde_json::from_str::<Value>(text.as_str()) else { continue };
                 match payload["op"].as_u64() {
                     Some(1) if !send(&mut socket, &json!({"op": 11})).await => return,
-                    Some(2) => delivered = Some(identify(&shared)),
+                    Some(2) => {
+                        let given = &payload["d"]["shard"];
+                        shard = (
+                            given[0].as_u64().unwrap_or(0) as u32,
+                            given[1].as_u64().unwrap_or(1).max(1) as u32,
+                        );
+                        delivered = Some(identify(&shared, shard));
+                    }
                     Some(6) => {
                         let seq = payload["d"]["seq"].as_u64().unwrap_or(0);
-                        let known = payload["d"]["session_id"].as_str() == Some(shared.lock().session_id.as_str());
-                        if known {
+                        let session = payload["d"]["session_id"].as_str().unwrap_or_default();
+                        let known = shared.lock().sessions.iter().find(|(_, s)| s.as_str() == session).map(|(n, _)| *n);
+                        if let Some(n) = known {
+                            shard.0 = n;
+                            shard.1 = shared.lock().total_shards.max(1);
                             if !send(&mut socket, &json!({"op": 0, "t": "RESUMED", "s": seq, "d": {}})).await {
                                 return;
                             }
@@ -76,25 +94,33 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
     }
 }
 
-/// Starts a new session: READY and GUILD_CREATE go into the log. Returns the sequence before
-/// them, so the connection delivers from READY on.
-fn identify(shared: &Shared) -> u64 {
+/// Starts a new session for `(shard, total)`: READY and the shard's GUILD_CREATEs go into the
+/// log. Returns the sequence before them, so the connection delivers from READY on.
+fn identify(shared: &Shared, (shard, total): (u32, u32)) -> u64 {
     let mut inner = shared.lock();
     let start = inner.seq;
-    inner.session_id = format!("stand-in-session-{}", inner.snowflake());
+    let session_id = format!("stand-in-session-{}", inner.snowflake());
+    inner.sessions.insert(shard, session_id.clone());
+    inner.total_shards = total;
+    let own: Vec<GuildSpec> = inner
+        .guilds
+        .iter()
+        .filter(|g| Route::Guild(g.id).reaches(shard, total))
+        .cloned()
+        .collect();
     let ready = json!({
         "v": 10,
         "user": user_json(inner.bot_id, &inner.bot_name.clone(), true),
-        "guilds": inner.guilds.iter().map(|g| json!({"id": g.id.to_string(), "unavailable": true})).collect::<Vec<_>>(),
-        "session_id": inner.session_id,
+        "guilds": own.iter().map(|g| json!({"id": g.id.to_string(), "unavailable": true})).collect::<Vec<_>>(),
+        "session_id": session_id,
         "resume_gateway_url": format!("ws://127.0.0.1:{}/gateway", shared.port),
         "application": {"id": inner.application_id.to_string(), "flags": 0},
         "private_channels": [],
+        "shard": [shard, total],
     });
-    inner.push_dispatch("READY", ready);
-    let guilds: Vec<Value> = inner.guilds.iter().map(guild_create_json).collect();
-    for g in guilds {
-        inner.push_dispatch("GUILD_CREATE", g);
+    inner.push_routed("READY", ready, Route::Shard(shard));
+    for g in &own {
+        inner.push_routed("GUILD_CREATE", guild_create_json(g), Route::Shard(shard));
     }
     inner.identified = true;
     drop(inner);

@@ -1,8 +1,9 @@
 //! A local Discord stand-in: enough of Discord's REST API and gateway for the real serenity
 //! client, on 127.0.0.1, for tests and the offline demo.
 //!
-//! It plays a single bot session: Hello, Identify → READY and GUILD_CREATE, heartbeats, RESUME
-//! with missed events replayed, dispatches pushed by the caller. Over REST it opens DM channels
+//! It plays bot sessions the way Discord does: Hello, Identify → READY and GUILD_CREATE for the
+//! guilds of the identifying shard, heartbeats, RESUME with missed events replayed, and each
+//! dispatch routed to the shard that owns its guild, so several processes can share the shards. Over REST it opens DM channels
 //! (refusing chosen users with Discord's error 50007), takes channel messages, creates threads,
 //! registers commands and takes interaction callbacks; it answers 429 or 5xx on demand. Everything
 //! the bot sends is recorded so tests can assert on it, and a watcher callback lets the demo print
@@ -93,10 +94,13 @@ pub(crate) struct Inner {
     pub bot_name: String,
     pub application_id: u64,
     pub guilds: Vec<GuildSpec>,
-    /// Every dispatch of the current session, as (sequence, frame).
-    pub log: Vec<(u64, Value)>,
+    /// Every dispatch so far, as (sequence, who gets it, frame).
+    pub log: Vec<(u64, Route, Value)>,
     pub seq: u64,
-    pub session_id: String,
+    /// The live session of each shard that identified, by shard number.
+    pub sessions: HashMap<u32, String>,
+    /// The shard count the bot identified with.
+    pub total_shards: u32,
     pub identified: bool,
     pub requests: Vec<Recorded>,
     pub refuse_dms: HashSet<u64>,
@@ -115,10 +119,37 @@ impl Inner {
         self.next_id
     }
 
+    /// Logs a dispatch for the shard that owns its guild (DMs and guild-less events: shard 0).
     pub fn push_dispatch(&mut self, kind: &str, data: Value) {
+        let route = match data["guild_id"].as_str().and_then(|g| g.parse().ok()) {
+            Some(guild) => Route::Guild(guild),
+            None => Route::Shard(0),
+        };
+        self.push_routed(kind, data, route);
+    }
+
+    pub fn push_routed(&mut self, kind: &str, data: Value, route: Route) {
         self.seq += 1;
         let frame = json!({"op": 0, "t": kind, "s": self.seq, "d": data});
-        self.log.push((self.seq, frame));
+        self.log.push((self.seq, route, frame));
+    }
+}
+
+/// Which gateway connections a dispatch goes to, as Discord routes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// One shard: its own READY and GUILD_CREATEs, and DMs (shard 0).
+    Shard(u32),
+    /// Whichever shard owns the guild: `(guild_id >> 22) % total_shards`.
+    Guild(u64),
+}
+
+impl Route {
+    pub fn reaches(self, shard: u32, total: u32) -> bool {
+        match self {
+            Route::Shard(s) => s == shard,
+            Route::Guild(g) => ((g >> 22) % u64::from(total.max(1))) as u32 == shard,
+        }
     }
 }
 
@@ -170,7 +201,8 @@ impl StandIn {
                 guilds,
                 log: Vec::new(),
                 seq: 0,
-                session_id: String::new(),
+                sessions: HashMap::new(),
+                total_shards: 1,
                 identified: false,
                 requests: Vec::new(),
                 refuse_dms: HashSet::new(),
@@ -251,6 +283,11 @@ impl StandIn {
     /// Drops the gateway connection without a close handshake, like a network fault.
     pub fn drop_connection(&self) {
         self.shared.drop_connection.send_modify(|n| *n += 1);
+    }
+
+    /// How many shards have a live session (identified and not replaced).
+    pub fn shards_identified(&self) -> usize {
+        self.shared.lock().sessions.len()
     }
 
     /// How many gateway connections were opened so far.

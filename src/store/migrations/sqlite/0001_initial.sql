@@ -17,7 +17,7 @@ CREATE TABLE promises (
     state         TEXT    NOT NULL,
     next_step     TEXT,
     next_at       BIGINT,
-    reminders     INTEGER NOT NULL DEFAULT 0,
+    reminders     BIGINT  NOT NULL DEFAULT 0,
     updated_at    BIGINT  NOT NULL,
     closed_at     BIGINT,
     UNIQUE (guild_id, message_id)
@@ -25,6 +25,7 @@ CREATE TABLE promises (
 CREATE INDEX promises_pending ON promises (next_at) WHERE next_at IS NOT NULL;
 CREATE INDEX promises_conversation ON promises (conversation, state);
 CREATE INDEX promises_agent ON promises (agent_id);
+CREATE INDEX promises_message ON promises (message_id);
 CREATE INDEX promises_customer ON promises (customer_id);
 
 CREATE TABLE nudges (
@@ -40,8 +41,8 @@ CREATE TABLE nudges (
     rule          TEXT    NOT NULL,
     evidence      TEXT    NOT NULL,
     at            BIGINT  NOT NULL,
-    delivered     INTEGER NOT NULL DEFAULT 1,
-    feedback      INTEGER,
+    delivered     BIGINT  NOT NULL DEFAULT 1,
+    feedback      BIGINT,
     feedback_by   BIGINT,
     feedback_at   BIGINT
 );
@@ -69,3 +70,9 @@ CREATE TABLE conversations (
 CREATE INDEX conversations_agent ON conversations (last_agent);
 CREATE INDEX conversations_customer ON conversations (last_customer);
 CREATE INDEX conversations_updated ON conversations (updated_at);
+
+-- Small facts about the database itself; the bot writes one at start to prove it can write.
+CREATE TABLE meta (
+    key           TEXT    PRIMARY KEY,
+    value         TEXT    NOT NULL
+);

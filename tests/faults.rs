@@ -1,0 +1,691 @@
+//! Fault tests: the real `backstop run` binary against the Discord stand-in and a real database,
+//! killed with SIGKILL, run as two shard processes, cut off from PostgreSQL, and started on bad
+//! storage. The bots run on a sped-up clock shared by every process (`--clock`), so reminders
+//! due in tens of minutes arrive in seconds and survive restarts on schedule.
+//!
+//! PostgreSQL tests need `BACKSTOP_TEST_POSTGRES` (see README); without it they say they were
+//! skipped and pass.
+
+#[allow(dead_code)]
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use backstop::discord::clock::ScaledClock;
+use backstop::discord::stand_in::{message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, StandIn};
+
+use common::pg::TestDb;
+
+const AGENT_ROLE: u64 = 700_000_000_000_000_001;
+const COACHING: u64 = 700_000_000_000_000_002;
+const TOKEN: &str = "fault-test-token";
+/// Long enough for a debug build to start, connect and work through a backlog.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A guild id whose events land on `shard` of `total` ((id >> 22) % total).
+fn guild_on_shard(shard: u64, total: u64, n: u64) -> u64 {
+    ((1000 + n * total + shard) << 22) | 7
+}
+
+/// A guild with `channels` watched text channels under one category and `agents` agents.
+fn guild(id: u64, channels: u64, agents: u64) -> GuildSpec {
+    let category = id + 1;
+    let mut chans = vec![ChannelSpec {
+        id: category,
+        kind: 4,
+        name: "tickets".into(),
+        parent_id: None,
+    }];
+    chans.extend((0..channels).map(|i| ChannelSpec {
+        id: channel_of(id, i),
+        kind: 0,
+        name: format!("ticket-{i}"),
+        parent_id: Some(category),
+    }));
+    GuildSpec {
+        id,
+        name: format!("guild {id}"),
+        owner_id: 1,
+        roles: vec![RoleSpec {
+            id: AGENT_ROLE,
+            name: "agents".into(),
+            permissions: 0,
+        }],
+        channels: chans,
+        members: (0..agents)
+            .map(|a| MemberSpec {
+                id: agent_of(id, a),
+                name: format!("agent-{a}"),
+                roles: vec![AGENT_ROLE],
+                bot: false,
+            })
+            .collect(),
+    }
+}
+
+fn channel_of(guild: u64, i: u64) -> u64 {
+    guild + 1000 + i
+}
+
+fn agent_of(guild: u64, a: u64) -> u64 {
+    guild + 900_000 + a
+}
+
+/// `backstop.toml` for these guilds, plus rules copied into a config folder.
+fn config_dir(guilds: &[u64], extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("config/rules.toml"), dir.path().join("rules.toml")).unwrap();
+    std::fs::copy(root.join("config/engine.toml"), dir.path().join("engine.toml")).unwrap();
+    let mut text = String::new();
+    for g in guilds {
+        text.push_str(&format!(
+            "[[guild]]\nid = \"{g}\"\nwatch_categories = [\"{}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\ncoaching_channel = \"{COACHING}\"\ntime_zone = \"UTC\"\n{extra}\n",
+            g + 1
+        ));
+    }
+    std::fs::write(dir.path().join("backstop.toml"), text).unwrap();
+    dir
+}
+
+/// Where a bot process keeps its state.
+enum Storage<'a> {
+    Sqlite(&'a Path),
+    Postgres(&'a str),
+}
+
+/// A `backstop run` child process; its log goes to a file printed when a test fails.
+struct Bot {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Bot {
+    fn spawn(config: &Path, stand_in: &StandIn, storage: &Storage<'_>, clock: &ScaledClock, extra: &[&str]) -> Bot {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let log = config.join(format!("bot-{}.log", rand_suffix()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_backstop"));
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .arg("--prompts")
+            .arg(root.join("prompts"))
+            .arg("--discord-api")
+            .arg(stand_in.url())
+            .arg("--clock")
+            .arg(format!("{},{},{}", clock.start, clock.real_start, clock.speed))
+            .args(extra)
+            .env("DISCORD_TOKEN", TOKEN)
+            .env("RUST_LOG", "backstop=info")
+            .env_remove("BACKSTOP_DATABASE_URL")
+            .env_remove("BACKSTOP_DATA_DIR")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        match storage {
+            Storage::Sqlite(dir) => cmd.arg("--data-dir").arg(dir),
+            Storage::Postgres(url) => cmd.env("BACKSTOP_DATABASE_URL", url),
+        };
+        Bot {
+            child: cmd.spawn().expect("backstop runs"),
+            log,
+        }
+    }
+
+    /// SIGKILL: no shutdown, no flush, like a crash or an OOM kill.
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// A clock `speed` times real time, starting at 09:00 on a fixed day, now.
+fn fast_clock(speed: f64) -> ScaledClock {
+    ScaledClock {
+        start: "2026-11-23T09:00:00Z".parse().unwrap(),
+        real_start: Timestamp::now(),
+        speed,
+    }
+}
+
+/// Sends a message as `author` in `channel` of `guild`, stamped with the shared clock's time.
+fn say(stand_in: &StandIn, clock: &ScaledClock, guild: u64, channel: u64, author: u64, agent: bool, text: &str) -> u64 {
+    let id = stand_in.snowflake();
+    let roles: Vec<u64> = if agent { vec![AGENT_ROLE] } else { vec![] };
+    let msg = message_json(
+        id,
+        channel,
+        Some(guild),
+        user_json(author, &format!("user-{author}"), false),
+        Some(&roles),
+        text,
+        &clock.now().to_string(),
+        json!({}),
+    );
+    stand_in.dispatch("MESSAGE_CREATE", msg);
+    id
+}
+
+/// Deliveries so far of one nudge kind (or "escalation" for team posts), by the id of the
+/// message that made the promise.
+fn deliveries(stand_in: &StandIn, kind: &str) -> HashMap<u64, usize> {
+    let link = regex::Regex::new(r"channels/\d+/\d+/(\d+)").unwrap();
+    let mut out = HashMap::new();
+    for r in stand_in.requests() {
+        if r.method != "POST" || r.status != 200 || !r.path.ends_with("/messages") {
+            continue;
+        }
+        let embed = &r.body["embeds"][0];
+        let footer = embed["footer"]["text"].as_str().unwrap_or("");
+        let is_escalation = r.path == format!("/channels/{COACHING}/messages")
+            && embed["title"].as_str().is_some_and(|t| t.contains("lapsed"));
+        let matches = if kind == "escalation" {
+            is_escalation
+        } else {
+            !is_escalation && footer.starts_with(kind)
+        };
+        if !matches {
+            continue;
+        }
+        if let Some(id) = link
+            .captures(&r.body.to_string())
+            .and_then(|c| c[1].parse::<u64>().ok())
+        {
+            *out.entry(id).or_default() += 1;
+        }
+    }
+    out
+}
+
+async fn wait_for(stand_in: &StandIn, what: &str, bots: &[&Bot], check: impl Fn() -> bool) {
+    let ok = stand_in.wait_until(WAIT, |_| check()).await;
+    if !ok {
+        for b in bots {
+            eprintln!("---- bot log ----\n{}", b.log());
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+/// How many times the bot has registered its commands (once per READY).
+fn readies(stand_in: &StandIn) -> usize {
+    stand_in
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/commands"))
+        .count()
+}
+
+fn promise_text(i: u64) -> String {
+    format!(
+        "Thanks for waiting. I'll call you back by {}:{:02} with an update.",
+        9 + (40 + i) / 60,
+        (40 + i) % 60
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_promise_and_repeats_at_most_one_reminder() {
+    const N: u64 = 20;
+    let g = guild_on_shard(0, 1, 1);
+    let stand_in = StandIn::start(0, vec![guild(g, N, 2)]).await.unwrap();
+    let config = config_dir(
+        &[g],
+        "[guild.follow_up]\nreminder_lead = \"15m\"\nescalate_after = \"10m\"\n",
+    );
+    let data = tempfile::tempdir().unwrap();
+    let storage = Storage::Sqlite(data.path());
+    let clock = fast_clock(120.0);
+    let mut a = Bot::spawn(config.path(), &stand_in, &storage, &clock, &[]);
+    wait_for(&stand_in, "the first bot to connect", &[&a], || readies(&stand_in) >= 1).await;
+    let mut made = Vec::new();
+    for i in 0..N {
+        made.push(say(
+            &stand_in,
+            &clock,
+            g,
+            channel_of(g, i),
+            agent_of(g, i % 2),
+            true,
+            &promise_text(i),
+        ));
+    }
+    wait_for(&stand_in, "every promise acknowledged", &[&a], || {
+        deliveries(&stand_in, "follow_up_promised").len() == N as usize
+    })
+    .await;
+    // Acknowledged means stored: kill the bot with every promise still open.
+    a.kill9();
+    let mut b = Bot::spawn(config.path(), &stand_in, &storage, &clock, &[]);
+    wait_for(&stand_in, "some reminders from the restarted bot", &[&b], || {
+        deliveries(&stand_in, "follow_up_reminder").len() >= 8
+    })
+    .await;
+    // And again while reminders are going out.
+    b.kill9();
+    let c = Bot::spawn(config.path(), &stand_in, &storage, &clock, &[]);
+    for kind in ["follow_up_reminder", "follow_up_overdue", "escalation"] {
+        wait_for(&stand_in, &format!("every {kind}"), &[&b, &c], || {
+            made.iter().all(|m| deliveries(&stand_in, kind).contains_key(m))
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut duplicates = 0;
+    for kind in [
+        "follow_up_promised",
+        "follow_up_reminder",
+        "follow_up_overdue",
+        "escalation",
+    ] {
+        let seen = deliveries(&stand_in, kind);
+        for m in &made {
+            let n = seen.get(m).copied().unwrap_or(0);
+            assert!((1..=2).contains(&n), "{kind} for promise {m} delivered {n} times");
+            duplicates += n - 1;
+        }
+    }
+    eprintln!("kill -9 twice with {N} open promises: every promise kept, {duplicates} step(s) repeated once");
+    assert!(duplicates <= 2, "at most one repeat per kill, got {duplicates}");
+    drop(c);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shard_processes_share_postgres_and_send_each_reminder_once() {
+    let Some(db) = TestDb::create("two_shard_processes_share_postgres_and_send_each_reminder_once").await else {
+        return;
+    };
+    const PER_GUILD: u64 = 500;
+    let g0 = guild_on_shard(0, 2, 1);
+    let g1 = guild_on_shard(1, 2, 1);
+    let stand_in = StandIn::start(0, vec![guild(g0, PER_GUILD, 10), guild(g1, PER_GUILD, 10)])
+        .await
+        .unwrap();
+    let config = config_dir(&[g0, g1], "[guild.follow_up]\nreminder_lead = \"15m\"\n");
+    let storage = Storage::Postgres(&db.url);
+    let clock = fast_clock(60.0);
+    let p0 = Bot::spawn(
+        config.path(),
+        &stand_in,
+        &storage,
+        &clock,
+        &["--shards", "0", "--total-shards", "2"],
+    );
+    let mut p1 = Bot::spawn(
+        config.path(),
+        &stand_in,
+        &storage,
+        &clock,
+        &["--shards", "1", "--total-shards", "2"],
+    );
+    wait_for(&stand_in, "both shards to connect", &[&p0, &p1], || {
+        stand_in.shards_identified() == 2 && readies(&stand_in) >= 2
+    })
+    .await;
+    let mut made = HashMap::new();
+    for (shard, g) in [(0, g0), (1, g1)] {
+        for i in 0..PER_GUILD {
+            let text = format!("I'll call you back by 9:{:02} with the refund details.", 40 + i % 15);
+            made.insert(
+                say(&stand_in, &clock, g, channel_of(g, i), agent_of(g, i % 10), true, &text),
+                shard,
+            );
+            if i % 50 == 49 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    wait_for(&stand_in, "1,000 promises acknowledged", &[&p0, &p1], || {
+        deliveries(&stand_in, "follow_up_promised").len() == made.len()
+    })
+    .await;
+    wait_for(&stand_in, "1,000 reminders", &[&p0, &p1], || {
+        deliveries(&stand_in, "follow_up_reminder").len() == made.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reminders = deliveries(&stand_in, "follow_up_reminder");
+    assert!(
+        made.keys().all(|m| reminders.get(m) == Some(&1)),
+        "each reminder exactly once across the two processes"
+    );
+    // Kill shard 1's process and bring it back before the promises fall due.
+    p1.kill9();
+    let p1 = Bot::spawn(
+        config.path(),
+        &stand_in,
+        &storage,
+        &clock,
+        &["--shards", "1", "--total-shards", "2"],
+    );
+    wait_for(&stand_in, "1,000 overdue notices", &[&p0, &p1], || {
+        deliveries(&stand_in, "follow_up_overdue").len() == made.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let overdue = deliveries(&stand_in, "follow_up_overdue");
+    let mut repeats = 0;
+    for (m, shard) in &made {
+        let n = overdue[m];
+        match shard {
+            0 => assert_eq!(n, 1, "the untouched shard sends each notice once"),
+            _ => assert!((1..=2).contains(&n), "shard 1 notice for {m} sent {n} times"),
+        }
+        repeats += n - 1;
+    }
+    eprintln!("two shards, 1,000 promises, one process killed: none lost, {repeats} repeated");
+    drop((p0, p1));
+    db.drop_db().await;
+}
+
+/// A TCP relay in front of PostgreSQL that can play a server restart: every connection is cut
+/// and new ones are refused until it comes back.
+struct Relay {
+    port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (up2, cut2) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up2.load(std::sync::atomic::Ordering::SeqCst) {
+                    let _ = client.shutdown().await;
+                    continue;
+                }
+                let target = target.clone();
+                let mut cut = cut2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { port, up, cut }
+    }
+
+    fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_under_the_bot_loses_nothing() {
+    let Some(db) = TestDb::create("a_postgres_restart_under_the_bot_loses_nothing").await else {
+        return;
+    };
+    let server = {
+        let after = db.url.split("://").nth(1).unwrap_or_default();
+        let authority = after.split('/').next().unwrap_or_default();
+        authority.rsplit('@').next().unwrap_or_default().to_string()
+    };
+    let relay = Relay::start(server.clone()).await;
+    let relayed = db.url.replacen(&server, &format!("127.0.0.1:{}", relay.port), 1);
+    let g = guild_on_shard(0, 1, 3);
+    let stand_in = StandIn::start(0, vec![guild(g, 10, 2)]).await.unwrap();
+    let config = config_dir(&[g], "[guild.follow_up]\nreminder_lead = \"5m\"\n");
+    let clock = fast_clock(60.0);
+    let bot = Bot::spawn(config.path(), &stand_in, &Storage::Postgres(&relayed), &clock, &[]);
+    wait_for(&stand_in, "the bot to connect", &[&bot], || readies(&stand_in) >= 1).await;
+    let agent = agent_of(g, 0);
+    let first = say(
+        &stand_in,
+        &clock,
+        g,
+        channel_of(g, 0),
+        agent,
+        true,
+        "I'll call you back by 9:25 with the tracking.",
+    );
+    wait_for(&stand_in, "the first promise stored", &[&bot], || {
+        deliveries(&stand_in, "follow_up_promised").contains_key(&first)
+    })
+    .await;
+    relay.down();
+    // While the database is away, coaching carries on from memory.
+    let customer = 42_000_000_000_000_001;
+    say(
+        &stand_in,
+        &clock,
+        g,
+        channel_of(g, 1),
+        agent,
+        true,
+        "Hi, Backstop support here.",
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    say(
+        &stand_in,
+        &clock,
+        g,
+        channel_of(g, 1),
+        customer,
+        false,
+        "this is the third time I've contacted you about my refund",
+    );
+    let cue_seen = stand_in
+        .wait_until(Duration::from_secs(20), |r| {
+            r.iter()
+                .any(|r| r.status == 200 && r.body.to_string().contains("prior_failure"))
+        })
+        .await;
+    let second = say(
+        &stand_in,
+        &clock,
+        g,
+        channel_of(g, 2),
+        agent,
+        true,
+        "I'll call you back by 9:30 about the exchange.",
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acked_while_down = deliveries(&stand_in, "follow_up_promised").contains_key(&second);
+    relay.restore();
+    assert!(cue_seen, "a nudge goes out while the database is down\n{}", bot.log());
+    assert!(!acked_while_down, "a promise is not acknowledged before it is stored");
+    wait_for(
+        &stand_in,
+        "the second promise stored once the database is back",
+        &[&bot],
+        || deliveries(&stand_in, "follow_up_promised").contains_key(&second),
+    )
+    .await;
+    wait_for(&stand_in, "reminders for both promises", &[&bot], || {
+        let r = deliveries(&stand_in, "follow_up_reminder");
+        r.contains_key(&first) && r.contains_key(&second)
+    })
+    .await;
+    // Everything accepted while the database was away is in it now.
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let promises: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM promises")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut cues = 0i64;
+    for _ in 0..50 {
+        cues = sqlx::query_scalar("SELECT COUNT(*) FROM nudges WHERE kind = 'prior_failure'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if cues > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pool.close().await;
+    assert_eq!(promises, 2, "both promises stored");
+    assert_eq!(cues, 1, "the nudge sent during the outage was logged after it");
+    assert!(bot.log().contains("retrying"), "the outage was noticed and retried");
+    drop(bot);
+    db.drop_db().await;
+}
+
+/// Runs `backstop run` expecting it to refuse to start; returns its stderr.
+fn refused(config: &Path, storage: &[(&str, &str)], extra: &[&str]) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backstop"));
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .arg("--prompts")
+        .arg(root.join("prompts"))
+        .arg("--discord-api")
+        .arg("http://127.0.0.1:1")
+        .args(extra)
+        .env("DISCORD_TOKEN", TOKEN)
+        .env_remove("BACKSTOP_DATABASE_URL")
+        .env_remove("BACKSTOP_DATA_DIR");
+    for (k, v) in storage {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "expected a refusal, got success: {stderr}");
+    assert!(!stderr.contains(TOKEN), "the token is never printed");
+    stderr
+}
+
+#[test]
+fn bad_storage_is_refused_at_start_with_what_to_do() {
+    let g = guild_on_shard(0, 1, 4);
+    let config = config_dir(&[g], "");
+    let scratch = tempfile::tempdir().unwrap();
+
+    // A data folder that cannot be created.
+    let file = scratch.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let under_file = file.join("data");
+    let err = refused(
+        config.path(),
+        &[("BACKSTOP_DATA_DIR", under_file.to_str().unwrap())],
+        &[],
+    );
+    assert!(err.contains("cannot use the data folder"), "{err}");
+    assert!(err.contains("a-file"), "{err}");
+
+    // A file that is not a database: named, and left as it was.
+    let corrupt = scratch.path().join("corrupt");
+    std::fs::create_dir(&corrupt).unwrap();
+    let garbage = "this is not a database\n".repeat(200);
+    std::fs::write(corrupt.join("backstop.db"), &garbage).unwrap();
+    let err = refused(config.path(), &[("BACKSTOP_DATA_DIR", corrupt.to_str().unwrap())], &[]);
+    assert!(err.contains("not a usable Backstop database"), "{err}");
+    assert!(err.contains("backstop.db"), "{err}");
+    assert_eq!(std::fs::read_to_string(corrupt.join("backstop.db")).unwrap(), garbage);
+
+    // A file another Backstop process holds.
+    let busy = scratch.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    let lock = std::fs::File::create(busy.join("backstop.db.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let err = refused(config.path(), &[("BACKSTOP_DATA_DIR", busy.to_str().unwrap())], &[]);
+    assert!(err.contains("in use by another Backstop process"), "{err}");
+    assert!(err.contains("PostgreSQL"), "{err}");
+    drop(lock);
+
+    // Several shard processes cannot share SQLite.
+    let err = refused(
+        config.path(),
+        &[("BACKSTOP_DATA_DIR", scratch.path().join("shards").to_str().unwrap())],
+        &["--shards", "0-1", "--total-shards", "4"],
+    );
+    assert!(err.contains("cannot share a SQLite file"), "{err}");
+    assert!(
+        !scratch.path().join("shards").exists(),
+        "nothing written before refusing"
+    );
+
+    // PostgreSQL that is not there.
+    let err = refused(
+        config.path(),
+        &[("BACKSTOP_DATABASE_URL", "postgres://backstop:pw@127.0.0.1:1/backstop")],
+        &[],
+    );
+    assert!(err.contains("cannot reach PostgreSQL"), "{err}");
+    assert!(!err.contains(":pw@"), "the password is hidden: {err}");
+}
+
+#[test]
+fn a_read_only_database_is_refused() {
+    let g = guild_on_shard(0, 1, 5);
+    let config = config_dir(&[g], "");
+    let data = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = backstop::store::Store::open(&backstop::store::StorageConfig {
+            data_dir: data.path().to_path_buf(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        store.close().await;
+    });
+    let db = data.path().join("backstop.db");
+    // Root ignores permission bits, so make the file immutable where that is possible.
+    let immutable = Command::new("chattr")
+        .arg("+i")
+        .arg(&db)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !immutable {
+        let mut perms = std::fs::metadata(&db).unwrap().permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&db, perms).unwrap();
+        if std::fs::OpenOptions::new().append(true).open(&db).is_ok() {
+            eprintln!("a_read_only_database_is_refused: skipped: this user can write read-only files and chattr is unavailable");
+            return;
+        }
+    }
+    let err = refused(
+        config.path(),
+        &[("BACKSTOP_DATA_DIR", data.path().to_str().unwrap())],
+        &[],
+    );
+    if immutable {
+        let _ = Command::new("chattr").arg("-i").arg(&db).status();
+    }
+    assert!(err.contains("read-only"), "{err}");
+    assert!(err.contains("backstop.db"), "{err}");
+}
