@@ -153,7 +153,7 @@ pub const INTENTS: GatewayIntents = GatewayIntents::GUILDS
     .union(GatewayIntents::DIRECT_MESSAGES)
     .union(GatewayIntents::GUILD_MEMBERS);
 
-/// Starts the bot in the background: the gateway client, the reminder scheduler and retention.
+/// Starts the bot in the background: the gateway client, the reminder scheduler and housekeeping.
 ///
 /// `store` is open already, so a database problem stops start-up before Discord is contacted.
 pub async fn start(
@@ -202,7 +202,7 @@ pub async fn start(
     let shard_manager = client.shard_manager.clone();
     let background = vec![
         tokio::spawn(reminders::run(handler.clone())),
-        tokio::spawn(retention(handler.clone())),
+        tokio::spawn(housekeeping(handler.clone())),
     ];
     let shards = options.shards;
     let task = tokio::spawn(async move {
@@ -220,27 +220,36 @@ pub async fn start(
     })
 }
 
-/// Purges nudge logs and closed promises past `retention_days`, at start and every six hours.
-async fn retention(handler: Arc<Handler>) {
-    let Some(days) = handler.config.storage.retention_days else {
-        return;
-    };
+/// Housekeeping: every ten minutes, forgets conversations idle past `forget_idle_after` (their
+/// context is in the store and comes back with their next message), so memory stays bounded; at
+/// start and every six hours, purges nudge logs and closed promises past `retention_days`.
+async fn housekeeping(handler: Arc<Handler>) {
+    const EVERY: Duration = Duration::from_secs(600);
+    const PURGE_EVERY: u32 = 36;
+    let mut round = 0u32;
     loop {
         let now = handler.guilds.clock().now();
-        let before = now.as_millisecond() - i64::from(days) * 86_400_000;
-        match handler.store.purge(before).await {
-            Ok(p) if p.nudges + p.promises + p.conversations > 0 => {
-                tracing::info!(
-                    nudges = p.nudges,
-                    promises = p.promises,
-                    conversations = p.conversations,
-                    days,
-                    "retention purge"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "retention purge failed; trying again later"),
+        let forgotten: usize = handler.guilds.all().map(|(_, e)| e.forget_idle(now)).sum();
+        if forgotten > 0 {
+            tracing::debug!(forgotten, "idle conversations left to the store");
         }
-        tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+        if let (0, Some(days)) = (round % PURGE_EVERY, handler.config.storage.retention_days) {
+            let before = now.as_millisecond() - i64::from(days) * 86_400_000;
+            match handler.store.purge(before).await {
+                Ok(p) if p.nudges + p.promises + p.conversations > 0 => {
+                    tracing::info!(
+                        nudges = p.nudges,
+                        promises = p.promises,
+                        conversations = p.conversations,
+                        days,
+                        "retention purge"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention purge failed; trying again later"),
+            }
+        }
+        round = round.wrapping_add(1);
+        tokio::time::sleep(EVERY).await;
     }
 }
