@@ -712,6 +712,8 @@ async fn backstop_run_exits_cleanly_on_sigterm() {
         .arg(root.join("prompts"))
         .arg("--discord-api")
         .arg(stand_in.url())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .env("DISCORD_TOKEN", "secret-test-token-xyz")
         .env("RUST_LOG", "debug")
         .stderr(std::process::Stdio::piped())
@@ -739,4 +741,37 @@ async fn backstop_run_exits_cleanly_on_sigterm() {
         !status.1.contains("secret-test-token-xyz"),
         "the token is never printed, even in debug logs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_can_choose_a_private_thread_over_dms() {
+    let s = setup().await;
+    let choose = json!([{"name": "delivery", "type": 1, "options": [{"name": "to", "type": 3, "value": "thread"}]}]);
+    let reply = s.answer(&s.interact(2, "coach", choose, ANA, &[AGENT_ROLE], 0)).await;
+    assert!(
+        reply["data"]["content"].as_str().unwrap().contains("private thread"),
+        "{reply}"
+    );
+    s.say(TICKET, ANA, "Hi!", "09:00");
+    s.say(
+        TICKET,
+        CUST,
+        "this is the third time I'm asking about my refund",
+        "09:01",
+    );
+    let probe = s.stand_in.probe();
+    let threaded = s
+        .stand_in
+        .wait_until(WAIT, |r| {
+            r.iter().any(|r| {
+                r.method == "POST"
+                    && r.status == 200
+                    && r.path.ends_with("/messages")
+                    && probe.is_created_thread(r.path.split('/').nth(2).and_then(|c| c.parse().ok()).unwrap_or(0))
+            })
+        })
+        .await;
+    assert!(threaded, "the nudge went to the agent's coaching thread");
+    assert!(s.dms_to(ANA).is_empty(), "and not to a DM");
+    s.stop().await;
 }

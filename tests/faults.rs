@@ -580,9 +580,23 @@ fn refused(config: &Path, storage: &[(&str, &str)], extra: &[&str]) -> String {
     for (k, v) in storage {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "expected a refusal, got success: {stderr}");
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // A bot that did not refuse would run until stopped: give it a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(status.is_some(), "expected a refusal, but it kept running: {stderr}");
+    assert!(!status.unwrap().success(), "expected a refusal, got success: {stderr}");
     assert!(!stderr.contains(TOKEN), "the token is never printed");
     stderr
 }

@@ -6,6 +6,7 @@ use serenity::all::{
     CreateInteractionResponse, CreateInteractionResponseMessage, ResolvedValue,
 };
 
+use super::config::Delivery;
 use super::handler::Handler;
 use crate::engine::{format_due, NudgeKind, Prompts};
 use crate::store::writer::Write;
@@ -59,6 +60,19 @@ pub fn definitions() -> Vec<CreateCommand> {
                 "unmute",
                 "Resume coaching nudges",
             ))
+            .add_option(
+                CreateCommandOption::new(
+                    CommandOptionType::SubCommand,
+                    "delivery",
+                    "Where your nudges arrive: DM or a private coaching thread",
+                )
+                .add_sub_option(
+                    CreateCommandOption::new(CommandOptionType::String, "to", "dm or thread")
+                        .required(true)
+                        .add_string_choice("Direct message", "dm")
+                        .add_string_choice("Private coaching thread", "thread"),
+                ),
+            )
             .add_option(CreateCommandOption::new(
                 CommandOptionType::SubCommand,
                 "stats",
@@ -272,6 +286,29 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                 now: now.as_millisecond(),
             });
             "Coaching nudges are back on.".into()
+        }
+        Some(("delivery", options)) => {
+            let chosen = options.iter().find_map(|o| match o.value {
+                ResolvedValue::String(s) => Delivery::parse(s),
+                _ => None,
+            });
+            let Some(chosen) = chosen else {
+                return "Choose `dm` or `thread`.".into();
+            };
+            if chosen == Delivery::Thread && handler.config.guild(guild).is_none_or(|g| g.coaching_channel.is_none()) {
+                return "This server has no coaching channel for private threads; nudges stay in your DMs.".into();
+            }
+            handler.delivery.insert((guild, me), chosen);
+            handler.writer.send(Write::Delivery {
+                guild,
+                agent: me,
+                delivery: Some(chosen.as_str()),
+                now: now.as_millisecond(),
+            });
+            match chosen {
+                Delivery::Dm => "Your nudges now arrive by DM (or a private thread if your DMs are closed).".into(),
+                Delivery::Thread => "Your nudges now arrive in your private thread in the coaching channel.".into(),
+            }
         }
         Some(("stats", _)) if !handler.is_lead(guild, cmd) => {
             "Team figures are for leads (a lead role or Manage Server). Your own nudges arrive in your DMs.".into()

@@ -25,6 +25,23 @@ pub enum Delivery {
     Thread,
 }
 
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Dm => "dm",
+            Delivery::Thread => "thread",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Delivery> {
+        match s {
+            "dm" => Some(Delivery::Dm),
+            "thread" => Some(Delivery::Thread),
+            _ => None,
+        }
+    }
+}
+
 /// One guild's settings, checked.
 #[derive(Debug, Clone)]
 pub struct GuildConfig {

@@ -107,6 +107,7 @@ impl Deliverer {
     pub async fn deliver(
         &self,
         guild: &GuildConfig,
+        preference: Delivery,
         nudge: &Nudge,
         jump: Option<String>,
     ) -> Result<Destination, DeliveryError> {
@@ -117,7 +118,9 @@ impl Deliverer {
             .map(UserId::new)
             .map_err(|_| DeliveryError::BadAgent(agent.to_string()))?;
         let message = render(nudge, jump, &guild.settings.schedule);
-        if guild.delivery == Delivery::Dm && !self.dms_closed.contains_key(&user) {
+        // A thread needs a coaching channel; without one, DMs are the only private place.
+        let dm = preference == Delivery::Dm || guild.coaching_channel.is_none();
+        if dm && !self.dms_closed.contains_key(&user) {
             let dm = self.dm_channel(user).await?;
             match with_retries("dm", || dm.send_message(&self.http, message.clone())).await {
                 Ok(_) => return Ok(Destination::Dm(dm)),

@@ -42,6 +42,8 @@ pub struct Handler {
     pub reminders: Arc<Reminders>,
     /// Agents who muted coaching, until when: (guild, user). Loaded from the store at start.
     pub mutes: DashMap<(u64, u64), jiff::Timestamp>,
+    /// Agents' own delivery choice over the guild's: (guild, user). Loaded from the store at start.
+    pub delivery: DashMap<(u64, u64), super::config::Delivery>,
     /// Events being handled right now, so shutdown can let their sends finish.
     pub in_flight: InFlight,
     /// Messages handled so far (for benchmarks and, later, metrics).
@@ -174,7 +176,13 @@ impl Handler {
                 channel,
                 serenity::all::MessageId::new(nudge.source.0.max(1)),
             ));
-            let delivered = match deliverer.deliver(guild, &nudge, jump).await {
+            let preference = nudge
+                .agent
+                .as_ref()
+                .and_then(|a| a.as_str().parse::<u64>().ok())
+                .and_then(|a| self.delivery.get(&(guild.id, a)).map(|d| *d))
+                .unwrap_or(guild.delivery);
+            let delivered = match deliverer.deliver(guild, preference, &nudge, jump).await {
                 Ok(to) => {
                     tracing::info!(kind = %nudge.kind, conversation = %nudge.conversation, ?to, "nudge delivered");
                     true

@@ -134,9 +134,16 @@ impl Running {
             tracing::error!("shutting down with database writes still queued: the database is not answering");
         }
         self.handler.store.close().await;
-        match self.task.await {
-            Ok(r) => r,
-            Err(_) => Ok(()),
+        // Serenity re-queues a shard that cannot reach Discord forever; do not wait on that.
+        let abort = self.task.abort_handle();
+        match tokio::time::timeout(Duration::from_secs(5), self.task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Ok(()),
+            Err(_) => {
+                abort.abort();
+                tracing::warn!("the gateway client did not stop in time; stopped it");
+                Ok(())
+            }
         }
     }
 
@@ -173,6 +180,7 @@ pub async fn start(
     let reminders = Reminders::load(&store, options.shards).await.map_err(BotError::Store)?;
     tracing::info!(pending = reminders.len(), "reminders loaded");
     let mutes = store.mutes(now.as_millisecond()).await.map_err(BotError::Store)?;
+    let delivery = store.deliveries().await.map_err(BotError::Store)?;
     let guilds = Arc::new(Guilds::new(base, &config, options.clock.clone()));
     let deliverer = Arc::new(handler::OnceDeliverer::new());
     let writer = Writer::spawn(store.clone());
@@ -190,6 +198,10 @@ pub async fn start(
         mutes: mutes
             .into_iter()
             .map(|(g, a, until)| ((g, a), crate::store::from_ms(until)))
+            .collect(),
+        delivery: delivery
+            .into_iter()
+            .filter_map(|(g, a, d)| Some(((g, a), config::Delivery::parse(&d)?)))
             .collect(),
         in_flight: Default::default(),
         messages_seen: Default::default(),

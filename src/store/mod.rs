@@ -536,6 +536,40 @@ impl Store {
         Ok(())
     }
 
+    /// An agent's delivery preference ("dm" or "thread"; `None` follows the guild's).
+    pub async fn set_delivery(
+        &self,
+        guild: u64,
+        agent: u64,
+        delivery: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO agents (guild_id, agent_id, delivery, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (guild_id, agent_id) DO UPDATE SET delivery = $3, updated_at = $4";
+        on_pool!(self, pool => sqlx::query(SQL)
+            .bind(guild as i64)
+            .bind(agent as i64)
+            .bind(delivery)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Agents' delivery preferences: (guild, agent, "dm" or "thread").
+    pub async fn deliveries(&self) -> Result<Vec<(u64, u64, String)>, StoreError> {
+        const SQL: &str = "SELECT guild_id, agent_id, delivery FROM agents WHERE delivery IS NOT NULL";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                out.push((r.try_get::<i64, _>(0)? as u64, r.try_get::<i64, _>(1)? as u64, r.try_get::<String, _>(2)?));
+            }
+            out
+        }))
+    }
+
     /// Mutes still running at `now`: (guild, agent, until).
     pub async fn mutes(&self, now: i64) -> Result<Vec<(u64, u64, i64)>, StoreError> {
         const SQL: &str = "SELECT guild_id, agent_id, muted_until FROM agents WHERE muted_until > $1";

@@ -52,6 +52,12 @@ pub enum Write {
         until: Option<i64>,
         now: i64,
     },
+    Delivery {
+        guild: u64,
+        agent: u64,
+        delivery: Option<&'static str>,
+        now: i64,
+    },
     Context {
         guild: u64,
         conversation: u64,
@@ -213,6 +219,12 @@ async fn apply(store: &Store, write: &mut Write) -> Result<(), StoreError> {
             until,
             now,
         } => store.set_mute(*guild, *agent, *until, *now).await?,
+        Write::Delivery {
+            guild,
+            agent,
+            delivery,
+            now,
+        } => store.set_delivery(*guild, *agent, *delivery, *now).await?,
         Write::Context {
             guild,
             conversation,
