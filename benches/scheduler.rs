@@ -40,7 +40,7 @@ const POSTGRES_FILL: &str =
      SELECT (1000 + i % 50) << 22, 5000000 + i, 9000 + i % 300, 7000000 + i, 100000000 + i, 'follow_up.will_contact', \
      'will call you back', 'I will call you back tomorrow with an update', 1764000000000, \
      1764000000000 + (i * 2592), 'tomorrow', 'open', 'reminder', 1764000000000 + (i * 2592) - 900000, 1764000000000 \
-     FROM generate_series(1, 1000000) AS i";
+     FROM generate_series(1::bigint, 1000000::bigint) AS i";
 
 async fn measure(label: &str, store: &Store) {
     let start = Instant::now();
@@ -77,6 +77,7 @@ fn main() {
         store.execute_raw(SQLITE_FILL).await.expect("fill");
         eprintln!("(filled SQLite in {:.1} s)", fill.elapsed().as_secs_f64());
         store.close().await;
+        drop(store);
         // Reopen, as the bot does at start-up, with a cold pool.
         let store = Store::open(&config).await.expect("SQLite reopens");
         reset_peak();

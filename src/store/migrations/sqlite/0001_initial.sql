@@ -22,7 +22,7 @@ CREATE TABLE promises (
     closed_at     BIGINT,
     UNIQUE (guild_id, message_id)
 );
-CREATE INDEX promises_pending ON promises (next_at) WHERE next_at IS NOT NULL;
+CREATE INDEX promises_pending ON promises (next_at, id) WHERE next_at IS NOT NULL;
 CREATE INDEX promises_conversation ON promises (conversation, state);
 CREATE INDEX promises_agent ON promises (agent_id);
 CREATE INDEX promises_message ON promises (message_id);
