@@ -47,6 +47,8 @@ fn ratio(a: usize, b: usize) -> f64 {
 /// A label that was expected but not produced, or produced but not expected.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Mismatch {
+    /// The transcript it is in, when the caller named it (so lines of two files stay apart).
+    pub file: String,
     pub line: u64,
     pub label: String,
 }
@@ -126,10 +128,12 @@ pub fn score<'a>(
                             score.by_category.entry((kind, *g)).or_default().false_pos += 1;
                         }
                         score.misses.push(Mismatch {
+                            file: String::new(),
                             line,
                             label: label_of(kind, Some(*w)),
                         });
                         score.false_alarms.push(Mismatch {
+                            file: String::new(),
                             line,
                             label: label_of(kind, *g),
                         });
@@ -142,6 +146,7 @@ pub fn score<'a>(
                     score.by_category.entry((kind, *w)).or_default().false_neg += 1;
                 }
                 score.misses.push(Mismatch {
+                    file: String::new(),
                     line,
                     label: label_of(kind, *w),
                 });
@@ -152,6 +157,7 @@ pub fn score<'a>(
                     score.by_category.entry((kind, *g)).or_default().false_pos += 1;
                 }
                 score.false_alarms.push(Mismatch {
+                    file: String::new(),
                     line,
                     label: label_of(kind, *g),
                 });
@@ -212,6 +218,61 @@ impl fmt::Display for Score {
     }
 }
 
+/// Replays one labelled transcript through a fresh engine sharing `engine`'s rules and scores
+/// it. The clock runs on three days past the last message, so every promise reaches its
+/// reminder and overdue notice.
+pub fn evaluate(engine: &crate::engine::Engine, file: &str, text: &str) -> Result<Score, EvalError> {
+    let records = crate::transcript::parse_all(text)?;
+    let engine = engine.with_settings(engine.settings().clone());
+    let until = records
+        .iter()
+        .map(|(_, r)| r.ts)
+        .max()
+        .and_then(|last| last.checked_add(jiff::SignedDuration::from_hours(72)).ok());
+    let nudges = crate::replay::replay_all(&engine, records.iter().map(|(l, r)| (*l, r)), until);
+    let mut score = score(records.iter().map(|(l, r)| (*l, r.labels.as_slice())), &nudges)?;
+    for m in score.misses.iter_mut().chain(score.false_alarms.iter_mut()) {
+        m.file = file.to_string();
+    }
+    Ok(score)
+}
+
+/// Why a labelled transcript could not be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Line(#[from] crate::transcript::LineError),
+    #[error(transparent)]
+    Label(#[from] LabelError),
+}
+
+/// What a rule change gains and loses on the same transcripts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// Missed before, caught now.
+    pub fixed_misses: Vec<Mismatch>,
+    /// Caught before, missed now.
+    pub new_misses: Vec<Mismatch>,
+    /// False alarms before, quiet now.
+    pub fixed_false_alarms: Vec<Mismatch>,
+    /// Quiet before, false alarms now.
+    pub new_false_alarms: Vec<Mismatch>,
+}
+
+impl Comparison {
+    pub fn of(old: &Score, new: &Score) -> Comparison {
+        let set = |v: &[Mismatch]| v.iter().cloned().collect::<BTreeSet<_>>();
+        let (old_miss, new_miss) = (set(&old.misses), set(&new.misses));
+        let (old_fa, new_fa) = (set(&old.false_alarms), set(&new.false_alarms));
+        Comparison {
+            fixed_misses: old_miss.difference(&new_miss).cloned().collect(),
+            new_misses: new_miss.difference(&old_miss).cloned().collect(),
+            fixed_false_alarms: old_fa.difference(&new_fa).cloned().collect(),
+            new_false_alarms: new_fa.difference(&old_fa).cloned().collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,5 +327,29 @@ mod tests {
         let labels = [(9, vec!["prior_failure:lost".to_string()])];
         let err = score(labels.iter().map(|(l, v)| (*l, v.as_slice())), &[]).unwrap_err();
         assert_eq!(err.line, 9);
+    }
+
+    #[test]
+    fn a_comparison_lists_what_changed_both_ways() {
+        let m = |line: u64, label: &str| Mismatch {
+            file: "a.jsonl".into(),
+            line,
+            label: label.into(),
+        };
+        let old = Score {
+            misses: vec![m(1, "prior_failure"), m(2, "prior_failure")],
+            false_alarms: vec![m(5, "explain_before_apology")],
+            ..Score::default()
+        };
+        let new = Score {
+            misses: vec![m(2, "prior_failure"), m(3, "follow_up_promised")],
+            false_alarms: vec![m(6, "explain_before_apology")],
+            ..Score::default()
+        };
+        let c = Comparison::of(&old, &new);
+        assert_eq!(c.fixed_misses, vec![m(1, "prior_failure")]);
+        assert_eq!(c.new_misses, vec![m(3, "follow_up_promised")]);
+        assert_eq!(c.fixed_false_alarms, vec![m(5, "explain_before_apology")]);
+        assert_eq!(c.new_false_alarms, vec![m(6, "explain_before_apology")]);
     }
 }

@@ -382,3 +382,70 @@ fn demo_plays_a_day_through_the_real_bot_offline() {
         assert!(summary.contains(kind), "{kind} missing from {summary}");
     }
 }
+
+/// A labelled transcript with one hit, one miss and one false alarm for `prior_failure`.
+const LABELLED: &str = r#"{"conversation": "c1", "author": "cust-1", "role": "customer", "text": "I still haven't received my order", "ts": "2026-03-02T09:00:00Z", "labels": ["prior_failure:not_received"]}
+{"conversation": "c1", "author": "agent-1", "role": "agent", "text": "I'm so sorry it hasn't arrived. Let me look now.", "ts": "2026-03-02T09:01:00Z"}
+{"conversation": "c2", "author": "cust-2", "role": "customer", "text": "hello, what are your opening hours?", "ts": "2026-03-02T09:02:00Z", "labels": ["prior_failure"]}
+{"conversation": "c3", "author": "cust-3", "role": "customer", "text": "this is the third time I'm contacting you", "ts": "2026-03-02T09:03:00Z"}
+"#;
+
+#[test]
+fn eval_scores_a_labelled_file_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labelled.jsonl");
+    std::fs::write(&file, LABELLED).unwrap();
+    let out = backstop().args(["eval", "--json"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pf = &v["by_kind"]["prior_failure"];
+    assert_eq!(
+        (
+            pf["true_pos"].as_u64(),
+            pf["false_pos"].as_u64(),
+            pf["false_neg"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(pf["precision"].as_f64(), Some(0.5));
+    assert_eq!(pf["recall"].as_f64(), Some(0.5));
+    assert_eq!(v["misses"][0]["line"].as_u64(), Some(3));
+    assert_eq!(v["false_alarms"][0]["line"].as_u64(), Some(4));
+    assert!(v["false_alarms"][0]["text"].as_str().unwrap().contains("third time"));
+    // Below the floor: non-zero exit, naming the kind.
+    let out = backstop()
+        .args(["eval", "--min-f1", "0.9"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("prior_failure 0.500"));
+}
+
+#[test]
+fn eval_compare_shows_what_a_rule_change_gains_and_loses() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labelled.jsonl");
+    std::fs::write(&file, LABELLED).unwrap();
+    // The new config has one rule: it catches line 3, loses line 1 and goes quiet on line 4.
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let new = dir.path().join("new");
+    std::fs::create_dir(&new).unwrap();
+    std::fs::copy(root.join("config/engine.toml"), new.join("engine.toml")).unwrap();
+    let only = "[[rule]]\nid = \"test.opening_hours\"\nkind = \"prior_failure\"\ncategory = \"repeat_contact\"\ndescription = \"test\"\npatterns = ['opening hours']\n";
+    std::fs::write(new.join("rules.toml"), only).unwrap();
+    let out = backstop()
+        .args(["eval", "--json", "--compare"])
+        .arg(root.join("config"))
+        .arg(&new)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fixed_misses"][0]["line"].as_u64(), Some(3), "{v}");
+    assert_eq!(v["new_misses"][0]["line"].as_u64(), Some(1), "{v}");
+    assert_eq!(v["fixed_false_alarms"][0]["line"].as_u64(), Some(4), "{v}");
+    assert_eq!(v["new_false_alarms"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(v["new"]["prior_failure"]["true_pos"].as_u64(), Some(1), "{v}");
+}

@@ -4,6 +4,7 @@ mod check;
 mod data;
 #[cfg(feature = "stand-in")]
 mod demo;
+mod eval;
 mod phrase;
 mod replay;
 mod run;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Feed a JSON Lines transcript through the engine and print the nudges.
     Replay(replay::ReplayArgs),
+    /// Precision, recall and F1 of the rules on labelled transcripts; --compare two config folders.
+    Eval(eval::EvalArgs),
     /// Validate rules, settings and prompts, listing every problem at once.
     Check(SourceArgs),
     /// List the phrase library's situations, or the phrases for one.
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Check(args) => check::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Phrase(args) => phrase::run(args),
         Command::Run(args) => run::run(args),
         Command::Forget(args) => data::forget(args),

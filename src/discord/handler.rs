@@ -38,6 +38,9 @@ pub struct Handler {
     pub store: Store,
     /// Writes to `store`, in order, retried through outages.
     pub writer: Writer,
+    /// Conversations with state in the store: only these are looked up when the engine does not
+    /// hold them, so a brand-new conversation costs no database round trip.
+    pub stored: DashSet<u64>,
     /// The durable scheduler's index of pending reminder steps.
     pub reminders: Arc<Reminders>,
     /// Agents who muted coaching, until when: (guild, user). Loaded from the store at start.
@@ -202,7 +205,7 @@ impl Handler {
     /// absent database does not hold up coaching: the conversation then starts afresh.
     async fn recall(&self, engine: &Engine, conversation: u64) {
         let key = conversation.to_string();
-        if engine.knows(&key) {
+        if engine.knows(&key) || !self.stored.contains(&conversation) {
             return;
         }
         let load = async {
@@ -341,6 +344,7 @@ impl Handler {
             self.record(guild.id, engine, channel, reading.changes).await;
         }
         if let Some(context) = engine.context(&conversation) {
+            self.stored.insert(channel);
             self.writer.send(Write::Context {
                 guild: guild.id,
                 conversation: channel,

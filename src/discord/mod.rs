@@ -181,6 +181,10 @@ pub async fn start(
     tracing::info!(pending = reminders.len(), "reminders loaded");
     let mutes = store.mutes(now.as_millisecond()).await.map_err(BotError::Store)?;
     let delivery = store.deliveries().await.map_err(BotError::Store)?;
+    let stored = store
+        .stored_conversations(options.shards)
+        .await
+        .map_err(BotError::Store)?;
     let guilds = Arc::new(Guilds::new(base, &config, options.clock.clone()));
     let deliverer = Arc::new(handler::OnceDeliverer::new());
     let writer = Writer::spawn(store.clone());
@@ -191,6 +195,7 @@ pub async fn start(
         store,
         writer,
         reminders: Arc::new(reminders),
+        stored: stored.into_iter().collect(),
         channels: Default::default(),
         roles: Default::default(),
         nudged: Default::default(),

@@ -448,6 +448,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Conversations with something stored (a context or an open promise), limited to the
+    /// guilds of `shards`: the ones worth looking up when a message arrives after a restart.
+    pub async fn stored_conversations(&self, shards: Option<ShardRange>) -> Result<Vec<u64>, StoreError> {
+        let (first, last, total) = shards.map_or((0, 0, 1), |s| (s.first as i64, s.last as i64, s.total as i64));
+        const SQL: &str = "SELECT conversation FROM conversations WHERE ((guild_id >> 22) % $3) BETWEEN $1 AND $2 \
+             UNION SELECT conversation FROM promises WHERE next_at IS NOT NULL AND ((guild_id >> 22) % $3) BETWEEN $1 AND $2";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(first).bind(last).bind(total).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(r.try_get::<i64, _>(0)? as u64);
+            }
+            out
+        }))
+    }
+
     pub async fn promise(&self, id: i64) -> Result<Option<StoredPromise>, StoreError> {
         let sql = format!("SELECT {} FROM promises WHERE id = $1", records::PROMISE_COLUMNS);
         Ok(
