@@ -8,6 +8,8 @@
 //! - [`transcript`]: the JSON Lines transcript format, read with errors that name line and field.
 //! - [`replay`]: drives the engine over a transcript, on the transcript's own clock.
 //! - [`eval`]: scores nudges against labelled transcripts (precision, recall, F1).
+//! - [`store`]: durable state in SQLite or PostgreSQL: promises, the nudge log, settings.
+//! - [`report`]: the rule-quality report from agents' 👍/👎 feedback.
 //!
 //! The `backstop` binary (`src/main.rs`) is a thin edge over these.
 
@@ -16,5 +18,6 @@ pub mod discord;
 pub mod engine;
 pub mod eval;
 pub mod replay;
+pub mod report;
 pub mod store;
 pub mod transcript;

@@ -775,3 +775,42 @@ async fn an_agent_can_choose_a_private_thread_over_dms() {
     assert!(s.dms_to(ANA).is_empty(), "and not to a DM");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_buttons_change_the_rule_report() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi!", "09:00");
+    let cue = s.say(TICKET, CUST, "I never got my refund", "09:01");
+    let dms = s.wait_dms(ANA, 1).await;
+    let rules = json!([{"name": "rules", "type": 1, "options": []}]);
+    let manage_guild = 1 << 5;
+    let refused = s
+        .answer(&s.interact(2, "coach", rules.clone(), ANA, &[AGENT_ROLE], 0))
+        .await;
+    assert!(
+        refused["data"]["content"].as_str().unwrap().contains("for leads"),
+        "{refused}"
+    );
+    let before = s
+        .answer(&s.interact(2, "coach", rules.clone(), BEN, &[], manage_guild))
+        .await;
+    let before = before["data"]["content"].as_str().unwrap().to_string();
+    assert!(before.contains(" 1 · 0 · –"), "one fire, no feedback yet: {before}");
+    s.answer(&s.press(&format!("bs:down:{TICKET}:{cue}:prior_failure"), ANA, &dms[0]))
+        .await;
+    // The press is written through the store's queue; the report reads it back.
+    let mut after = String::new();
+    for _ in 0..50 {
+        let reply = s
+            .answer(&s.interact(2, "coach", rules.clone(), BEN, &[], manage_guild))
+            .await;
+        after = reply["data"]["content"].as_str().unwrap().to_string();
+        if after.contains("👎") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(after.contains(" 1 · 1 · 0%"), "one fire, one 👎: {after}");
+    assert!(after.contains("👎 \"never got my\""), "{after}");
+    s.stop().await;
+}

@@ -615,7 +615,7 @@ async fn nudge_log_and_feedback(store: Store) {
         "counts are per guild and delivered nudges only"
     );
     assert!(store.nudge_counts(g, T0 + 3 * MINUTE).await.unwrap().is_empty());
-    let figures = store.rule_figures(0).await.unwrap();
+    let figures = store.rule_figures(0, None).await.unwrap();
     assert_eq!(
         figures,
         vec![

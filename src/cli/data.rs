@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use backstop::discord::config::BotConfig;
+use backstop::report::RuleReport;
 use backstop::store::{StorageConfig, Store};
 
 use super::run::{bot_config_path, StorageArgs};
@@ -36,6 +37,23 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// What to report on: `rules` (fires, feedback and helpful rate per rule).
+    #[arg(value_parser = ["rules"])]
+    what: String,
+    #[command(flatten)]
+    sources: SourceArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+    /// Only nudges since then: a date (2026-11-01) or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Print JSON Lines, one rule a line.
+    #[arg(long)]
+    json: bool,
 }
 
 /// `[storage]` from backstop.toml when there is one, else the defaults; then the overrides.
@@ -82,6 +100,31 @@ pub fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
         );
         Ok::<_, anyhow::Error>(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let config = storage_config(&args.sources, &args.storage)?;
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        let store = Store::open(&config).await?;
+        let report = RuleReport::load(&store, since.map_or(i64::MIN, |t| t.as_millisecond()), None).await?;
+        store.close().await;
+        Ok::<_, anyhow::Error>(report)
+    })?;
+    if args.json {
+        for r in &report.rows {
+            let line = serde_json::json!({
+                "rule": r.rule, "kind": r.kind, "fires": r.fires, "helpful": r.helpful,
+                "not_helpful": r.unhelpful, "helpful_rate": r.helpful_rate(), "noisy": r.is_noisy(),
+                "not_helpful_evidence": r.unhelpful_evidence,
+            });
+            println!("{line}");
+        }
+    } else {
+        print!("{report}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

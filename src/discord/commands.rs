@@ -77,6 +77,11 @@ pub fn definitions() -> Vec<CreateCommand> {
                 CommandOptionType::SubCommand,
                 "stats",
                 "The team's nudges today and this week (leads)",
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "rules",
+                "Each rule's fires and the team's 👍/👎 over 30 days (leads)",
             )),
     ]
 }
@@ -308,6 +313,26 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
             match chosen {
                 Delivery::Dm => "Your nudges now arrive by DM (or a private thread if your DMs are closed).".into(),
                 Delivery::Thread => "Your nudges now arrive in your private thread in the coaching channel.".into(),
+            }
+        }
+        Some(("rules", _)) if !handler.is_lead(guild, cmd) => {
+            "The rule report is for leads (a lead role or Manage Server).".into()
+        }
+        Some(("rules", _)) => {
+            let since = now.as_millisecond() - 30 * 86_400_000;
+            match crate::report::RuleReport::load(&handler.store, since, Some(guild)).await {
+                Ok(report) => {
+                    let mut text = report.for_discord(15);
+                    // Discord caps a message at 2,000 characters.
+                    if text.chars().count() > 1990 {
+                        text = text.chars().take(1980).collect::<String>() + "…";
+                    }
+                    text
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the nudge log");
+                    "The rule report is unavailable right now (the database is not answering).".into()
+                }
             }
         }
         Some(("stats", _)) if !handler.is_lead(guild, cmd) => {

@@ -41,6 +41,9 @@ pub struct Handler {
     /// Conversations with state in the store: only these are looked up when the engine does not
     /// hold them, so a brand-new conversation costs no database round trip.
     pub stored: DashSet<u64>,
+    /// Conversations whose context changed since it was last written: (conversation → guild).
+    /// Written in a batch every half second rather than once per message.
+    pub dirty: DashMap<u64, u64>,
     /// The durable scheduler's index of pending reminder steps.
     pub reminders: Arc<Reminders>,
     /// Agents who muted coaching, until when: (guild, user). Loaded from the store at start.
@@ -200,6 +203,29 @@ impl Handler {
         }
     }
 
+    /// Queues the context of every conversation changed since the last call.
+    pub fn flush_contexts(&self) {
+        let now = self.guilds.clock().now().as_millisecond();
+        let changed: Vec<(u64, u64)> = self.dirty.iter().map(|e| (*e.key(), *e.value())).collect();
+        for (conversation, guild) in changed {
+            self.dirty.remove(&conversation);
+            let Some(context) = self
+                .guilds
+                .engine(guild)
+                .and_then(|e| e.context(&conversation.to_string()))
+            else {
+                continue;
+            };
+            self.stored.insert(conversation);
+            self.writer.send(Write::Context {
+                guild,
+                conversation,
+                context: Box::new(context),
+                now,
+            });
+        }
+    }
+
     /// Brings a conversation's stored context and open promise back into the engine, when the
     /// engine does not hold it (after a restart, or after it was forgotten while idle). A slow or
     /// absent database does not hold up coaching: the conversation then starts afresh.
@@ -343,15 +369,7 @@ impl Handler {
         if !reading.changes.is_empty() {
             self.record(guild.id, engine, channel, reading.changes).await;
         }
-        if let Some(context) = engine.context(&conversation) {
-            self.stored.insert(channel);
-            self.writer.send(Write::Context {
-                guild: guild.id,
-                conversation: channel,
-                context: Box::new(context),
-                now: at.as_millisecond(),
-            });
-        }
+        self.dirty.insert(channel, guild.id);
         self.send(guild, channel, reading.nudges).await;
     }
 

@@ -130,6 +130,7 @@ impl Running {
         for s in &self.background {
             s.abort();
         }
+        self.handler.flush_contexts();
         if !self.handler.writer.flush(Duration::from_secs(10)).await {
             tracing::error!("shutting down with database writes still queued: the database is not answering");
         }
@@ -196,6 +197,7 @@ pub async fn start(
         writer,
         reminders: Arc::new(reminders),
         stored: stored.into_iter().collect(),
+        dirty: Default::default(),
         channels: Default::default(),
         roles: Default::default(),
         nudged: Default::default(),
@@ -220,6 +222,7 @@ pub async fn start(
     let background = vec![
         tokio::spawn(reminders::run(handler.clone())),
         tokio::spawn(housekeeping(handler.clone())),
+        tokio::spawn(flush_contexts(handler.clone())),
     ];
     let shards = options.shards;
     let task = tokio::spawn(async move {
@@ -235,6 +238,16 @@ pub async fn start(
         task,
         background,
     })
+}
+
+/// Writes changed conversation contexts every half second: one write per busy conversation
+/// instead of one per message. A crash loses at most that half second of context (who spoke
+/// last, whether an apology came), never a promise: promises are written before they are noted.
+async fn flush_contexts(handler: Arc<Handler>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        handler.flush_contexts();
+    }
 }
 
 /// Housekeeping: every ten minutes, forgets conversations idle past `forget_idle_after` (their

@@ -725,12 +725,32 @@ impl Store {
         }))
     }
 
-    /// Per-rule figures from the nudge log since `since`: fires, feedback, helpful rate.
-    pub async fn rule_figures(&self, since: i64) -> Result<Vec<RuleFigures>, StoreError> {
-        const SQL: &str = "SELECT rule, kind, COUNT(*), COUNT(*) FILTER (WHERE feedback = 1), \
-             COUNT(*) FILTER (WHERE feedback = -1) FROM nudges WHERE at >= $1 GROUP BY rule, kind ORDER BY rule, kind";
+    /// The evidence of the latest 👎 nudges since `since`, newest first: (rule, evidence).
+    pub async fn unhelpful_evidence(
+        &self,
+        since: i64,
+        guild: Option<u64>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        const SQL: &str = "SELECT rule, evidence FROM nudges WHERE feedback = -1 AND at >= $1 \
+             AND ($3 = 0 OR guild_id = $3) ORDER BY feedback_at DESC, id DESC LIMIT $2";
         Ok(on_pool!(self, pool => {
-            let rows = sqlx::query(SQL).bind(since).fetch_all(pool).await?;
+            let rows = sqlx::query(SQL).bind(since).bind(limit).bind(guild.unwrap_or(0) as i64).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                out.push((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
+            }
+            out
+        }))
+    }
+
+    /// Per-rule figures from the nudge log since `since`: fires, feedback, helpful rate.
+    pub async fn rule_figures(&self, since: i64, guild: Option<u64>) -> Result<Vec<RuleFigures>, StoreError> {
+        const SQL: &str = "SELECT rule, kind, COUNT(*), COUNT(*) FILTER (WHERE feedback = 1), \
+             COUNT(*) FILTER (WHERE feedback = -1) FROM nudges WHERE at >= $1 AND ($2 = 0 OR guild_id = $2) \
+             GROUP BY rule, kind ORDER BY rule, kind";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(since).bind(guild.unwrap_or(0) as i64).fetch_all(pool).await?;
             let mut out = Vec::new();
             for r in &rows {
                 out.push(RuleFigures {
