@@ -151,6 +151,7 @@ fn main() {
             },
             clock: Clock::Manual(clock.clone()),
             shards: None,
+            metrics: None,
         };
         let bot = start(&engine, Arc::new(config), &Token::new("bench".into()), store, options)
             .await

@@ -109,6 +109,7 @@ async fn setup() -> Setup {
         },
         clock: Clock::Manual(clock.clone()),
         shards: None,
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
     };
     let bot = start(&engine, config, &Token::new("test-token".into()), store, options)
         .await
@@ -812,5 +813,52 @@ async fn feedback_buttons_change_the_rule_report() {
     }
     assert!(after.contains(" 1 · 1 · 0%"), "one fire, one 👎: {after}");
     assert!(after.contains("👎 \"never got my\""), "{after}");
+    s.stop().await;
+}
+
+/// A plain HTTP/1.1 GET: (status, whole response).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: backstop\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_and_metrics_report_what_the_bot_did() {
+    let s = setup().await;
+    let addr = s.bot.as_ref().unwrap().metrics_addr.expect("metrics served");
+    let (status, body) = http_get(addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("ok"));
+    s.say(TICKET, ANA, "Hi!", "09:00");
+    s.say(TICKET, CUST, "I never got my refund", "09:01");
+    s.wait_dms(ANA, 1).await;
+    let (status, body) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    // The recorder is process-wide and tests share the process: counts are at least this test's.
+    let value = |name: &str| {
+        body.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(value("backstop_messages_seen_total") >= 2.0, "{body}");
+    assert!(value("backstop_nudges_total{kind=\"prior_failure\"}") >= 1.0, "{body}");
+    assert!(
+        body.contains("backstop_engine_seconds_bucket"),
+        "engine time is a histogram: {body}"
+    );
+    assert!(body.contains("backstop_write_queue"), "{body}");
+    assert!(!body.contains("never got my refund"), "no message text in metrics");
     s.stop().await;
 }

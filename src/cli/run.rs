@@ -31,6 +31,9 @@ pub struct RunArgs {
     /// How many shards there are across all processes.
     #[arg(long, value_name = "N", requires = "shards")]
     total_shards: Option<u32>,
+    /// Serve /healthz and Prometheus /metrics here, e.g. 127.0.0.1:9100 (overrides [metrics] listen).
+    #[arg(long, value_name = "ADDR", env = "BACKSTOP_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Run on a sped-up clock: START,REAL_START,SPEED (tests and rehearsals).
     #[arg(long, hide = true, env = "BACKSTOP_CLOCK")]
     clock: Option<String>,
@@ -124,6 +127,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             endpoint: Endpoint { api: args.discord_api },
             clock,
             shards,
+            metrics: args.metrics_listen.or(config.metrics_listen),
         };
         let bot = start(&engine, Arc::new(config), &token, store, options).await?;
         shutdown_signal().await;

@@ -67,6 +67,8 @@ pub struct BotConfig {
     pub guilds: Vec<GuildConfig>,
     /// Where promises, the nudge log and settings are kept (`[storage]`).
     pub storage: StorageConfig,
+    /// Where to serve `/healthz` and `/metrics` (`[metrics] listen`); off when absent.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +78,15 @@ struct FileDef {
     #[serde(default)]
     guild: Vec<toml::Spanned<toml::Value>>,
     storage: Option<toml::Spanned<toml::Value>>,
+    metrics: Option<toml::Spanned<MetricsDef>>,
+}
+
+/// `[metrics]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsDef {
+    /// e.g. "127.0.0.1:9100"
+    listen: Option<String>,
 }
 
 /// `[storage]` as written.
@@ -182,6 +193,22 @@ impl BotConfig {
             toml::from_str(text).map_err(|e| Problems(vec![crate::engine::toml_problem(file, text, &e)]))?;
         let mut problems = Vec::new();
         let storage = storage(file, text, def.storage, &mut problems);
+        let metrics_listen = def.metrics.and_then(|m| {
+            let line = crate::engine::line_of(text, m.span().start);
+            let listen = m.into_inner().listen?;
+            match listen.parse() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    problems.push(Problem::new(
+                        file,
+                        Some(line),
+                        Some("metrics.listen".into()),
+                        format!("{listen:?} is not an address like \"127.0.0.1:9100\""),
+                    ));
+                    None
+                }
+            }
+        });
         let mut guilds = Vec::new();
         for (index, spanned) in def.guild.into_iter().enumerate() {
             let line = crate::engine::line_of(text, spanned.span().start);
@@ -280,6 +307,7 @@ impl BotConfig {
                 token_file: def.token_file,
                 guilds,
                 storage,
+                metrics_listen,
             })
         } else {
             Err(Problems(problems))

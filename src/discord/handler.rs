@@ -34,6 +34,8 @@ pub struct Handler {
     pub nudged: DashSet<(u64, NudgeKind)>,
     /// Signals the first READY to whoever waits for it.
     pub ready: tokio::sync::Notify,
+    /// Set once a gateway session is up, for `/healthz`.
+    pub connected: std::sync::atomic::AtomicBool,
     /// Promises, the nudge log, mutes and conversation context outlive the process here.
     pub store: Store,
     /// Writes to `store`, in order, retried through outages.
@@ -99,6 +101,10 @@ impl Drop for InFlightGuard<'_> {
 pub type OnceDeliverer = std::sync::OnceLock<Deliverer>;
 
 impl Handler {
+    pub fn is_ready(&self) -> bool {
+        self.connected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn deliverer(&self) -> Option<&Deliverer> {
         self.deliverer.get()
     }
@@ -191,10 +197,12 @@ impl Handler {
             let delivered = match deliverer.deliver(guild, preference, &nudge, jump).await {
                 Ok(to) => {
                     tracing::info!(kind = %nudge.kind, conversation = %nudge.conversation, ?to, "nudge delivered");
+                    metrics::counter!(super::metrics::NUDGES, "kind" => nudge.kind.as_str()).increment(1);
                     true
                 }
                 Err(e) => {
                     tracing::error!(kind = %nudge.kind, conversation = %nudge.conversation, error = %e, "nudge not delivered");
+                    metrics::counter!(super::metrics::DELIVERY_FAILURES, "kind" => nudge.kind.as_str()).increment(1);
                     false
                 }
             };
@@ -364,7 +372,9 @@ impl Handler {
             source: engine::MessageRef(msg.id.get()),
         };
         // A first reply claims an earlier unanswered cue in the same step (see observe_claiming).
+        let started = std::time::Instant::now();
         let reading = engine.read(&message, !edited);
+        metrics::histogram!(super::metrics::ENGINE_TIME).record(started.elapsed().as_secs_f64());
         let channel = msg.channel_id.get();
         if !reading.changes.is_empty() {
             self.record(guild.id, engine, channel, reading.changes).await;
@@ -487,6 +497,7 @@ impl EventHandler for Handler {
                 tracing::warn!(guild = guild.id, error = %e, "could not register slash commands");
             }
         }
+        self.connected.store(true, std::sync::atomic::Ordering::Relaxed);
         self.ready.notify_waiters();
     }
 
@@ -515,6 +526,7 @@ impl EventHandler for Handler {
         let _busy = self.in_flight.enter();
         self.on_message(&ctx, &msg, false).await;
         self.messages_seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!(super::metrics::MESSAGES).increment(1);
     }
 
     async fn message_update(

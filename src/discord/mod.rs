@@ -13,6 +13,7 @@ pub mod config;
 mod convert;
 mod delivery;
 mod handler;
+pub mod metrics;
 pub mod reminders;
 #[cfg(feature = "stand-in")]
 pub mod stand_in;
@@ -93,6 +94,8 @@ pub enum BotError {
     Gateway(#[source] serenity::Error),
     #[error("{0}")]
     Store(#[source] StoreError),
+    #[error("cannot serve /metrics on {0}: {1}. Pick a free address for [metrics] listen or --metrics-listen")]
+    Metrics(std::net::SocketAddr, #[source] std::io::Error),
 }
 
 /// How to run: where Discord is, which clock, which shards.
@@ -102,6 +105,8 @@ pub struct Options {
     pub clock: Clock,
     /// The gateway shards this process runs; `None` runs them all (one shard).
     pub shards: Option<ShardRange>,
+    /// Where to serve `/healthz` and `/metrics`; `None` serves nothing.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Options {
@@ -110,6 +115,7 @@ impl Default for Options {
             endpoint: Endpoint::default(),
             clock: Clock::System,
             shards: None,
+            metrics: None,
         }
     }
 }
@@ -117,6 +123,8 @@ impl Default for Options {
 /// A running bot, for tests and the demo: stop it with [`Running::shutdown`].
 pub struct Running {
     pub handler: Arc<Handler>,
+    /// Where `/healthz` and `/metrics` are served, when they are.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     shard_manager: Arc<serenity::all::ShardManager>,
     task: tokio::task::JoinHandle<Result<(), BotError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -202,6 +210,7 @@ pub async fn start(
         roles: Default::default(),
         nudged: Default::default(),
         ready: Notify::new(),
+        connected: Default::default(),
         mutes: mutes
             .into_iter()
             .map(|(g, a, until)| ((g, a), crate::store::from_ms(until)))
@@ -224,6 +233,27 @@ pub async fn start(
         tokio::spawn(housekeeping(handler.clone())),
         tokio::spawn(flush_contexts(handler.clone())),
     ];
+    let mut background = background;
+    let mut metrics_addr = None;
+    if let Some(addr) = options.metrics {
+        let (bound, task) = metrics::serve(addr, handler.clone())
+            .await
+            .map_err(|e| BotError::Metrics(addr, e))?;
+        metrics_addr = Some(bound);
+        background.push(task);
+        let runners = shard_manager.runners.clone();
+        background.push(tokio::spawn(async move {
+            loop {
+                for (id, info) in runners.lock().await.iter() {
+                    if let Some(latency) = info.latency {
+                        ::metrics::gauge!(metrics::GATEWAY_LATENCY, "shard" => id.0.to_string())
+                            .set(latency.as_secs_f64());
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }));
+    }
     let shards = options.shards;
     let task = tokio::spawn(async move {
         match shards {
@@ -234,6 +264,7 @@ pub async fn start(
     });
     Ok(Running {
         handler,
+        metrics_addr,
         shard_manager,
         task,
         background,

@@ -122,6 +122,8 @@ async fn fire(handler: &Handler, at: i64, id: i64) {
     let (Some(config), Some(engine)) = (handler.config.guild(row.guild), handler.guilds.engine(row.guild)) else {
         return;
     };
+    let lag = handler.guilds.clock().now().as_millisecond() - at;
+    metrics::histogram!(super::metrics::REMINDER_LAG).record(lag.max(0) as f64 / 1000.0);
     let mut promise = row.to_engine();
     match step {
         Step::Reminder | Step::Overdue => {
