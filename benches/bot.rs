@@ -272,6 +272,8 @@ fn main() {
             .arg(root.join("prompts"))
             .arg("--discord-api")
             .arg(stand_in.url())
+            .arg("--data-dir")
+            .arg(dir.join("data"))
             .env("DISCORD_TOKEN", "bench")
             .spawn()
             .expect("start backstop run");

@@ -78,24 +78,34 @@ pub struct WriterStats {
 }
 
 /// The sending side of the queue. Cheap to clone.
+///
+/// Promise writes (new, moved, closed) have a lane of their own that is always served first:
+/// an agent's "noted" waits on them, and they must not queue behind a burst of context and log
+/// writes. Each lane keeps its own order, and no write in one lane depends on the other.
 #[derive(Debug, Clone)]
 pub struct Writer {
-    tx: mpsc::UnboundedSender<Write>,
+    promises: mpsc::UnboundedSender<Write>,
+    rest: mpsc::UnboundedSender<Write>,
     pub stats: Arc<WriterStats>,
 }
 
 impl Writer {
     /// Starts the writing task on the current runtime.
     pub fn spawn(store: Store) -> Writer {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (promises, promises_rx) = mpsc::unbounded_channel();
+        let (rest, rest_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(run(store, rx, stats.clone()));
-        Writer { tx, stats }
+        tokio::spawn(run(store, promises_rx, rest_rx, stats.clone()));
+        Writer { promises, rest, stats }
     }
 
     pub fn send(&self, write: Write) {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if self.tx.send(write).is_err() {
+        let lane = match write {
+            Write::Promise { .. } | Write::Reschedule { .. } | Write::Close { .. } => &self.promises,
+            _ => &self.rest,
+        };
+        if lane.send(write).is_err() {
             tracing::error!("the write queue has stopped; a write was lost");
         }
     }
@@ -113,16 +123,33 @@ impl Writer {
     /// Waits until everything queued so far is written, or `limit` passes. Returns whether it was.
     pub async fn flush(&self, limit: Duration) -> bool {
         let (tx, rx) = oneshot::channel();
-        self.send(Write::Flush(tx));
-        matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
+        let (tx2, rx2) = oneshot::channel();
+        self.stats.queued.fetch_add(2, Ordering::Relaxed);
+        let sent = self.promises.send(Write::Flush(tx)).is_ok() && self.rest.send(Write::Flush(tx2)).is_ok();
+        sent && tokio::time::timeout(limit, async { rx.await.is_ok() && rx2.await.is_ok() })
+            .await
+            .unwrap_or(false)
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Write>, stats: Arc<WriterStats>) {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 512).await > 0 {
-        let taken = batch.len();
-        for write in coalesce(std::mem::take(&mut batch)) {
+async fn run(
+    store: Store,
+    mut promises: mpsc::UnboundedReceiver<Write>,
+    mut rest: mpsc::UnboundedReceiver<Write>,
+    stats: Arc<WriterStats>,
+) {
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    loop {
+        // Promise writes first; the rest in batches of up to 64 between them.
+        let (taken, batch) = tokio::select! {
+            biased;
+            n = promises.recv_many(&mut first, 64) => (n, &mut first),
+            n = rest.recv_many(&mut second, 64) => (n, &mut second),
+        };
+        if taken == 0 {
+            return;
+        }
+        for write in coalesce(std::mem::take(batch)) {
             apply_until_done(&store, write, &stats).await;
         }
         stats.queued.fetch_sub(taken, Ordering::Relaxed);
