@@ -489,6 +489,7 @@ impl Handler {
 impl EventHandler for Handler {
     async fn ready(&self, ctx: Context, ready: Ready) {
         tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
+        self.connected.store(true, std::sync::atomic::Ordering::Relaxed);
         for guild in &self.config.guilds {
             if let Err(e) = GuildId::new(guild.id)
                 .set_commands(&ctx.http, commands::definitions())
@@ -497,7 +498,6 @@ impl EventHandler for Handler {
                 tracing::warn!(guild = guild.id, error = %e, "could not register slash commands");
             }
         }
-        self.connected.store(true, std::sync::atomic::Ordering::Relaxed);
         self.ready.notify_waiters();
     }
 

@@ -79,8 +79,8 @@ pub struct WriterStats {
 
 /// The sending side of the queue. Cheap to clone.
 ///
-/// Promise writes (new, moved, closed) have a lane of their own that is always served first:
-/// an agent's "noted" waits on them, and they must not queue behind a burst of context and log
+/// Promise writes (new, moved, closed) have a lane of their own, written by its own task: an
+/// agent's "noted" waits on them, and they must not queue behind a burst of context and log
 /// writes. Each lane keeps its own order, and no write in one lane depends on the other.
 #[derive(Debug, Clone)]
 pub struct Writer {
@@ -95,7 +95,9 @@ impl Writer {
         let (promises, promises_rx) = mpsc::unbounded_channel();
         let (rest, rest_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(WriterStats::default());
-        tokio::spawn(run(store, promises_rx, rest_rx, stats.clone()));
+        // Two tasks: a burst of context writes never holds up a promise.
+        tokio::spawn(run(store.clone(), promises_rx, stats.clone()));
+        tokio::spawn(run(store, rest_rx, stats.clone()));
         Writer { promises, rest, stats }
     }
 
@@ -132,24 +134,12 @@ impl Writer {
     }
 }
 
-async fn run(
-    store: Store,
-    mut promises: mpsc::UnboundedReceiver<Write>,
-    mut rest: mpsc::UnboundedReceiver<Write>,
-    stats: Arc<WriterStats>,
-) {
-    let (mut first, mut second) = (Vec::new(), Vec::new());
-    loop {
-        // Promise writes first; the rest in batches of up to 64 between them.
-        let (taken, batch) = tokio::select! {
-            biased;
-            n = promises.recv_many(&mut first, 64) => (n, &mut first),
-            n = rest.recv_many(&mut second, 64) => (n, &mut second),
-        };
-        if taken == 0 {
-            return;
-        }
-        for write in coalesce(std::mem::take(batch)) {
+/// One lane's writer: takes what is queued, in order, in batches.
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Write>, stats: Arc<WriterStats>) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 64).await > 0 {
+        let taken = batch.len();
+        for write in coalesce(std::mem::take(&mut batch)) {
             apply_until_done(&store, write, &stats).await;
         }
         stats.queued.fetch_sub(taken, Ordering::Relaxed);
