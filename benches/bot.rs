@@ -152,6 +152,7 @@ fn main() {
             clock: Clock::Manual(clock.clone()),
             shards: None,
             metrics: None,
+            sources: None,
         };
         let bot = start(&engine, Arc::new(config), &Token::new("bench".into()), store, options)
             .await

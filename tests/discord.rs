@@ -34,8 +34,8 @@ struct Setup {
     stand_in: StandIn,
     clock: Arc<ManualClock>,
     bot: Option<Running>,
-    /// The bot's SQLite folder, removed when the test ends.
-    _data: tempfile::TempDir,
+    /// The bot's rule folder (`config/`) and SQLite folder (`data/`), removed when the test ends.
+    data: tempfile::TempDir,
 }
 
 fn guild() -> GuildSpec {
@@ -90,15 +90,26 @@ async fn setup() -> Setup {
         .with_test_writer()
         .try_init();
     let stand_in = StandIn::start(0, vec![guild()]).await.expect("stand-in starts");
-    let engine = common::shipped().engine().unwrap();
+    // The bot's own copy of the rule folder, so a test can change it under the running bot.
+    let data = tempfile::tempdir().unwrap();
+    let shipped = common::shipped();
+    let rules_dir = data.path().join("config");
+    std::fs::create_dir(&rules_dir).unwrap();
+    let root = shipped.config.clone().unwrap();
+    std::fs::copy(root.join("rules.toml"), rules_dir.join("rules.toml")).unwrap();
+    std::fs::copy(root.join("engine.toml"), rules_dir.join("engine.toml")).unwrap();
+    let sources = backstop::config::Sources {
+        config: Some(rules_dir),
+        prompts: shipped.prompts.clone(),
+    };
+    let engine = sources.engine().unwrap();
     let config_text = format!(
         "[[guild]]\nid = \"{GUILD}\"\nwatch_channels = [\"{SUPPORT}\"]\nwatch_categories = [\"{CATEGORY}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\ncoaching_channel = \"{COACHING}\"\n[guild.follow_up]\nescalate_after = \"30m\"\n"
     );
     let config = Arc::new(BotConfig::parse("backstop.toml", &config_text, engine.settings()).unwrap());
     let clock = ManualClock::new("2026-11-23T09:00:00Z".parse().unwrap());
-    let data = tempfile::tempdir().unwrap();
     let store = Store::open(&StorageConfig {
-        data_dir: data.path().to_path_buf(),
+        data_dir: data.path().join("data"),
         ..StorageConfig::default()
     })
     .await
@@ -110,6 +121,7 @@ async fn setup() -> Setup {
         clock: Clock::Manual(clock.clone()),
         shards: None,
         metrics: Some("127.0.0.1:0".parse().unwrap()),
+        sources: Some(sources),
     };
     let bot = start(&engine, config, &Token::new("test-token".into()), store, options)
         .await
@@ -127,7 +139,7 @@ async fn setup() -> Setup {
         stand_in,
         clock,
         bot: Some(bot),
-        _data: data,
+        data,
     }
 }
 
@@ -860,5 +872,55 @@ async fn healthz_and_metrics_report_what_the_bot_did() {
     );
     assert!(body.contains("backstop_write_queue"), "{body}");
     assert!(!body.contains("never got my refund"), "no message text in metrics");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rule_file_on_reload_keeps_the_old_rules() {
+    let s = setup().await;
+    let rules = s.data.path().join("config/rules.toml");
+    let good = std::fs::read_to_string(&rules).unwrap();
+    std::fs::write(&rules, format!("{good}\n[[rule]]\nid = \"broken\"\nkind = \"prior_failure\"\ncategory = \"not_received\"\npatterns = ['(unclosed']\n")).unwrap();
+    let reload = json!([{"name": "reload", "type": 1, "options": []}]);
+    let refused = s
+        .answer(&s.interact(2, "coach", reload.clone(), ANA, &[AGENT_ROLE], 0))
+        .await;
+    assert!(
+        refused["data"]["content"].as_str().unwrap().contains("for leads"),
+        "{refused}"
+    );
+    let manage_guild = 1 << 5;
+    let reply = s
+        .answer(&s.interact(2, "coach", reload.clone(), BEN, &[], manage_guild))
+        .await;
+    let text = reply["data"]["content"].as_str().unwrap();
+    assert!(text.contains("Not reloaded"), "{text}");
+    assert!(
+        text.contains("rules.toml:") && text.contains("rule \"broken\""),
+        "names the place: {text}"
+    );
+    // The file watcher saw the change too and told the team.
+    let told = s
+        .stand_in
+        .wait_until(WAIT, |_| {
+            s.posts_to(COACHING).iter().any(|p| {
+                p.body["content"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("Rule change not applied"))
+            })
+        })
+        .await;
+    assert!(told, "the coaching channel hears about the failed reload");
+    // The old rules still run.
+    s.say(TICKET, ANA, "Hi!", "09:00");
+    s.say(TICKET, CUST, "I never got my refund", "09:01");
+    s.wait_dms(ANA, 1).await;
+    // A good change goes live.
+    std::fs::write(&rules, &good).unwrap();
+    let reply = s.answer(&s.interact(2, "coach", reload, BEN, &[], manage_guild)).await;
+    assert!(
+        reply["data"]["content"].as_str().unwrap().contains("Reloaded."),
+        "{reply}"
+    );
     s.stop().await;
 }

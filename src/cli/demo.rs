@@ -155,7 +155,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         // The demo keeps its state in a scratch folder of its own, removed at the end.
         let data_dir = std::env::temp_dir().join(format!("backstop-demo-{}", std::process::id()));
         let store = Store::open(&StorageConfig { data_dir: data_dir.clone(), ..StorageConfig::default() }).await?;
-        let options = Options { endpoint: Endpoint { api: Some(stand_in.url()) }, clock: Clock::Manual(clock.clone()), shards: None, metrics: None };
+        let options = Options { endpoint: Endpoint { api: Some(stand_in.url()) }, clock: Clock::Manual(clock.clone()), shards: None, metrics: None, sources: None };
         let bot = start(&engine, Arc::new(config), &Token::new("demo-token".into()), store, options).await?;
         if !stand_in.wait_identified(Duration::from_secs(15)).await {
             anyhow::bail!("the bot did not connect to the stand-in");

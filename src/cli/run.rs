@@ -128,6 +128,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             clock,
             shards,
             metrics: args.metrics_listen.or(config.metrics_listen),
+            sources: Some(sources),
         };
         let bot = start(&engine, Arc::new(config), &token, store, options).await?;
         shutdown_signal().await;

@@ -80,6 +80,11 @@ pub fn definitions() -> Vec<CreateCommand> {
             ))
             .add_option(CreateCommandOption::new(
                 CommandOptionType::SubCommand,
+                "reload",
+                "Load changed rules and phrases now (leads)",
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::SubCommand,
                 "rules",
                 "Each rule's fires and the team's 👍/👎 over 30 days (leads)",
             )),
@@ -149,7 +154,7 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
                 })
             };
             phrase_answer(
-                handler.guilds.prompts(),
+                &handler.guilds.prompts(),
                 get("situation").as_deref(),
                 get("search").as_deref(),
             )
@@ -315,6 +320,19 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                 Delivery::Thread => "Your nudges now arrive in your private thread in the coaching channel.".into(),
             }
         }
+        Some(("reload", _)) if !handler.is_lead(guild, cmd) => {
+            "Reloading rules is for leads (a lead role or Manage Server).".into()
+        }
+        Some(("reload", _)) => match handler.reload() {
+            Ok(summary) => format!("Reloaded. {summary}"),
+            Err(why) => {
+                let mut text = format!("Not reloaded: the previous rules keep running.\n```\n{why}```");
+                if text.chars().count() > 1990 {
+                    text = text.chars().take(1980).collect::<String>() + "\n…```";
+                }
+                text
+            }
+        },
         Some(("rules", _)) if !handler.is_lead(guild, cmd) => {
             "The rule report is for leads (a lead role or Manage Server).".into()
         }

@@ -34,6 +34,8 @@ pub struct Handler {
     pub nudged: DashSet<(u64, NudgeKind)>,
     /// Signals the first READY to whoever waits for it.
     pub ready: tokio::sync::Notify,
+    /// Where rules and prompts came from, for reloads.
+    pub sources: Option<crate::config::Sources>,
     /// Set once a gateway session is up, for `/healthz`.
     pub connected: std::sync::atomic::AtomicBool,
     /// Promises, the nudge log, mutes and conversation context outlive the process here.
@@ -581,7 +583,7 @@ impl EventHandler for Handler {
         match interaction {
             Interaction::Command(cmd) => commands::run(self, &ctx, &cmd).await,
             Interaction::Autocomplete(ac) => {
-                let choices = commands::autocomplete(self.guilds.prompts(), &ac);
+                let choices = commands::autocomplete(&self.guilds.prompts(), &ac);
                 let response = CreateInteractionResponse::Autocomplete(
                     choices
                         .into_iter()

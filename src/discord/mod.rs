@@ -14,6 +14,7 @@ mod convert;
 mod delivery;
 mod handler;
 pub mod metrics;
+mod reload;
 pub mod reminders;
 #[cfg(feature = "stand-in")]
 pub mod stand_in;
@@ -65,7 +66,7 @@ impl Guilds {
     }
 
     /// The prompts every guild's engine shares.
-    pub fn prompts(&self) -> &Prompts {
+    pub fn prompts(&self) -> Arc<Prompts> {
         self.engines
             .values()
             .next()
@@ -107,6 +108,8 @@ pub struct Options {
     pub shards: Option<ShardRange>,
     /// Where to serve `/healthz` and `/metrics`; `None` serves nothing.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Where the rules and prompts came from, to reload them (`/coach reload`, file changes).
+    pub sources: Option<crate::config::Sources>,
 }
 
 impl Default for Options {
@@ -116,6 +119,7 @@ impl Default for Options {
             clock: Clock::System,
             shards: None,
             metrics: None,
+            sources: None,
         }
     }
 }
@@ -211,6 +215,7 @@ pub async fn start(
         nudged: Default::default(),
         ready: Notify::new(),
         connected: Default::default(),
+        sources: options.sources.clone(),
         mutes: mutes
             .into_iter()
             .map(|(g, a, until)| ((g, a), crate::store::from_ms(until)))
@@ -232,6 +237,7 @@ pub async fn start(
         tokio::spawn(reminders::run(handler.clone())),
         tokio::spawn(housekeeping(handler.clone())),
         tokio::spawn(flush_contexts(handler.clone())),
+        tokio::spawn(reload::watch(handler.clone())),
     ];
     let mut background = background;
     let mut metrics_addr = None;

@@ -41,8 +41,8 @@ const QUOTE_CHARS: usize = 160;
 /// The coaching engine. Share it behind an `Arc`; every method takes `&self`.
 #[derive(Debug)]
 pub struct Engine {
-    rules: Arc<RuleSet>,
-    prompts: Arc<Prompts>,
+    /// The rule book and coaching text, replaced whole by [`Engine::replace_book`] (hot reload).
+    book: std::sync::RwLock<Book>,
     settings: Settings,
     conversations: DashMap<ConversationId, Conversation>,
     schedule: Mutex<BTreeSet<Deadline>>,
@@ -50,6 +50,30 @@ pub struct Engine {
     /// Whether this engine times reminders itself. The live bot turns this off: its durable
     /// scheduler owns reminder timing so they survive restarts (see [`Engine::next_step`]).
     own_schedule: bool,
+}
+
+/// Rules and prompts, shared by every guild's engine.
+#[derive(Debug, Clone)]
+struct Book {
+    rules: Arc<RuleSet>,
+    prompts: Arc<Prompts>,
+}
+
+/// One message's scan: the rule book it was scanned with and what matched. Hits are indices
+/// into that book, so they are never looked up in another (a reload mid-message).
+struct Scan<'a> {
+    rules: &'a RuleSet,
+    hits: &'a [Hit],
+}
+
+impl Scan<'_> {
+    fn rule(&self, hit: &Hit) -> &Rule {
+        self.rules.rule(hit.rule)
+    }
+
+    fn first(&self, kind: RuleKind) -> Option<&Hit> {
+        self.hits.iter().find(|h| self.rule(h).kind == kind)
+    }
 }
 
 /// What reading one message produced: nudges for the agent, and what happened to the
@@ -80,8 +104,7 @@ impl Engine {
     /// An engine with its own state and settings, sharing compiled rules and prompts (one per guild).
     pub fn shared(rules: Arc<RuleSet>, prompts: Arc<Prompts>, settings: Settings) -> Engine {
         Engine {
-            rules,
-            prompts,
+            book: std::sync::RwLock::new(Book { rules, prompts }),
             settings,
             conversations: DashMap::new(),
             schedule: Mutex::new(BTreeSet::new()),
@@ -98,17 +121,29 @@ impl Engine {
         self
     }
 
-    pub fn rules(&self) -> &RuleSet {
-        &self.rules
+    fn book(&self) -> Book {
+        // Plain data swapped whole: a panic elsewhere cannot leave it half-written.
+        self.book.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn prompts(&self) -> &Prompts {
-        &self.prompts
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.book().rules
+    }
+
+    pub fn prompts(&self) -> Arc<Prompts> {
+        self.book().prompts
+    }
+
+    /// Puts a new rule book and coaching text in place; conversations and promises carry on.
+    /// A message being read meanwhile finishes with the book it started with.
+    pub fn replace_book(&self, rules: Arc<RuleSet>, prompts: Arc<Prompts>) {
+        *self.book.write().unwrap_or_else(|e| e.into_inner()) = Book { rules, prompts };
     }
 
     /// A new engine with the same rules and prompts but other settings and empty state.
     pub fn with_settings(&self, settings: Settings) -> Engine {
-        Engine::shared(self.rules.clone(), self.prompts.clone(), settings)
+        let book = self.book();
+        Engine::shared(book.rules, book.prompts, settings)
     }
 
     pub fn settings(&self) -> &Settings {
@@ -138,7 +173,12 @@ impl Engine {
     /// returns its nudges along with what happened to the conversation's promise.
     pub fn read(&self, msg: &Message<'_>, claim: bool) -> Reading {
         let text = Prepared::new(msg.text);
-        let hits = self.rules.scan(msg.role, &text);
+        let rules = self.rules();
+        let hits = rules.scan(msg.role, &text);
+        let scan = Scan {
+            rules: &rules,
+            hits: &hits,
+        };
         let mut conv = match self.conversations.get_mut(msg.conversation) {
             Some(c) => c,
             None => self
@@ -158,8 +198,8 @@ impl Engine {
             }
         }
         match msg.role {
-            Role::Customer => self.customer_message(&id, conv, msg, &text, &hits, &mut out),
-            Role::Agent => self.agent_message(&id, conv, msg, &text, &hits, &mut out),
+            Role::Customer => self.customer_message(&id, conv, msg, &text, &scan, &mut out),
+            Role::Agent => self.agent_message(&id, conv, msg, &text, &scan, &mut out),
         }
         out
     }
@@ -170,20 +210,20 @@ impl Engine {
         conv: &mut Conversation,
         msg: &Message<'_>,
         text: &Prepared<'_>,
-        hits: &[Hit],
+        scan: &Scan<'_>,
         out: &mut Reading,
     ) {
         if conv.context.last_customer.as_ref().map(UserId::as_str) != Some(msg.author) {
             conv.context.last_customer = Some(UserId::new(msg.author));
         }
-        let of = |kind: RuleKind| hits.iter().find(|h| self.rules.rule(h.rule).kind == kind);
+        let of = |kind: RuleKind| scan.first(kind);
         conv.context.reason_requested = of(RuleKind::ReasonRequest).is_some();
         let cue = of(RuleKind::PriorFailure);
         if cue.is_some() || of(RuleKind::Complaint).is_some() {
             conv.context.problem_open = true;
         }
         let Some(cue) = cue else { return };
-        let rule = self.rules.rule(cue.rule);
+        let rule = scan.rule(cue);
         let evidence = text.original(cue.span.clone());
         if let Some(promise) = conv.promise.as_deref_mut() {
             if chases_promise(rule.category, text, cue) {
@@ -236,7 +276,7 @@ impl Engine {
         conv: &mut Conversation,
         msg: &Message<'_>,
         text: &Prepared<'_>,
-        hits: &[Hit],
+        scan: &Scan<'_>,
         out: &mut Reading,
     ) {
         if let Some(promise) = conv.promise.as_deref() {
@@ -254,12 +294,13 @@ impl Engine {
         }
         conv.unclaimed = None;
 
-        let first = |kind: RuleKind| hits.iter().find(|h| self.rules.rule(h.rule).kind == kind);
+        let first = |kind: RuleKind| scan.first(kind);
         let apology = first(RuleKind::Apology);
         let explanation = first(RuleKind::Explanation);
         let eraser = apology.and_then(|a| {
-            hits.iter()
-                .find(|h| self.rules.rule(h.rule).kind == RuleKind::ApologyEraser && h.span.start >= a.span.start)
+            scan.hits
+                .iter()
+                .find(|h| scan.rule(h).kind == RuleKind::ApologyEraser && h.span.start >= a.span.start)
         });
         let excused = match (explanation, apology) {
             (Some(e), None) => Some((e, Category::InsteadOfApology)),
@@ -278,7 +319,7 @@ impl Engine {
                     conversation: id,
                     agent: conv.context.last_agent.clone(),
                     customer: conv.context.last_customer.clone(),
-                    rule: &self.rules.rule(hit.rule).id,
+                    rule: &scan.rule(hit).id,
                     evidence: text.original(hit.span.clone()),
                     quote: &excerpt(msg.text),
                     at: msg.at,
@@ -292,7 +333,7 @@ impl Engine {
             conv.context.apologized = true;
         }
         if let Some(hit) = first(RuleKind::FollowUp) {
-            self.promise_made(id, conv, msg, text, hit, out);
+            self.promise_made(id, conv, msg, text, (hit, scan.rule(hit)), out);
         }
     }
 
@@ -302,7 +343,7 @@ impl Engine {
         conv: &mut Conversation,
         msg: &Message<'_>,
         text: &Prepared<'_>,
-        hit: &Hit,
+        (hit, rule): (&Hit, &Rule),
         out: &mut Reading,
     ) {
         let sentence = text.sentence(hit.span.start);
@@ -343,7 +384,6 @@ impl Engine {
                 at: msg.at,
             });
         }
-        let rule = self.rules.rule(hit.rule);
         let promise = Promise {
             id: self.next_promise.fetch_add(1, Ordering::Relaxed),
             agent,
@@ -665,9 +705,9 @@ impl Engine {
     }
 
     fn render(&self, d: Draft<'_>) -> Nudge {
-        let template = self.prompts.template(d.kind, d.category);
-        let phrases: Vec<String> = self
-            .prompts
+        let prompts = self.prompts();
+        let template = prompts.template(d.kind, d.category);
+        let phrases: Vec<String> = prompts
             .situation(&template.situation)
             .map(|s| {
                 s.phrases

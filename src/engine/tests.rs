@@ -497,3 +497,31 @@ fn concurrent_feeding_is_safe_and_complete() {
 }
 
 use jiff::SignedDuration;
+
+#[test]
+fn a_new_rule_book_takes_over_without_losing_the_conversation() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("Hi, Ana here.", "09:00");
+    assert_eq!(c.customer("I still haven't received it", "09:01"), [PriorFailure]);
+    // The new book knows only "still waiting"; state (who the agent is, the open problem) stays.
+    let only_waiting = RULES.replace(
+        "id = \"nr\"\nkind = \"prior_failure\"\ncategory = \"not_received\"",
+        "id = \"nr\"\nkind = \"complaint\"",
+    );
+    let rules = RuleSet::parse(&[("rules.toml".into(), only_waiting)]).unwrap();
+    e.replace_book(Arc::new(rules), e.prompts());
+    assert!(e
+        .rules()
+        .rules()
+        .iter()
+        .any(|r| &*r.id == "nr" && r.kind == RuleKind::Complaint));
+    let later = c.say("c2", "cust2", Role::Customer, "I haven't received my refund", "12:00");
+    assert!(later.is_empty(), "the replaced rule no longer nudges");
+    let nudges = c.say("c1", "cust", Role::Customer, "still waiting on this", "12:01");
+    assert_eq!(
+        nudges[0].agent.as_ref().map(UserId::as_str),
+        Some("ana"),
+        "the agent is remembered"
+    );
+}

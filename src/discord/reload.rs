@@ -1,0 +1,104 @@
+//! Rules and prompts reload without a restart: `/coach reload` (leads) and on file change. A
+//! rule book that fails `backstop check` never goes live: the running one stays, and the lead
+//! (or, for a file change, the coaching channel) is told why.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serenity::all::{ChannelId, CreateMessage};
+
+use super::handler::Handler;
+use crate::engine::Problems;
+
+impl Handler {
+    /// Loads and checks the rule book and prompts again, and puts them in place in every guild.
+    /// Returns a summary, or why the old ones are still running.
+    pub fn reload(&self) -> Result<String, String> {
+        let Some(sources) = &self.sources else {
+            return Err("this bot was started without rule folders to reload from".into());
+        };
+        let engine = sources.engine().map_err(|e| e.to_string())?;
+        let problems = engine.rules().self_test();
+        if !problems.is_empty() {
+            return Err(Problems(problems).to_string());
+        }
+        let (rules, prompts) = (engine.rules(), engine.prompts());
+        for (_, e) in self.guilds.all() {
+            e.replace_book(rules.clone(), prompts.clone());
+        }
+        let summary = format!(
+            "{} rules and {} phrase situations are live.",
+            rules.rules().len(),
+            prompts.situations().len()
+        );
+        tracing::info!(%summary, "rules reloaded");
+        Ok(summary)
+    }
+}
+
+/// The files a reload reads, with their modification times.
+fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, SystemTime> {
+    let mut out = BTreeMap::new();
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "toml") {
+                if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+                    out.insert(path, modified);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Watches the rule and prompt folders (polling every two seconds, which needs no platform
+/// support) and reloads when a file changes.
+pub async fn watch(handler: Arc<Handler>) {
+    let Some(sources) = handler.sources.clone() else { return };
+    let (config, prompts) = sources.resolved();
+    let dirs: Vec<PathBuf> = [config, prompts].into_iter().flatten().collect();
+    if dirs.is_empty() {
+        return;
+    }
+    let mut seen = snapshot(&dirs);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = snapshot(&dirs);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        if let Err(why) = handler.reload() {
+            tracing::warn!(%why, "a changed rule file did not pass the check; the previous rules keep running");
+            tell_leads(&handler, &why).await;
+        }
+    }
+}
+
+/// Posts a failed reload to every guild's coaching channel.
+async fn tell_leads(handler: &Handler, why: &str) {
+    let Some(deliverer) = handler.deliverer.get() else {
+        return;
+    };
+    let mut text = format!("**Rule change not applied**: the previous rules keep running.\n```\n{why}```");
+    if text.chars().count() > 1900 {
+        text = text.chars().take(1890).collect::<String>() + "\n…```";
+    }
+    for g in &handler.config.guilds {
+        if let Some(channel) = g.coaching_channel {
+            if let Err(e) = deliverer
+                .post(ChannelId::new(channel), CreateMessage::new().content(text.clone()))
+                .await
+            {
+                tracing::warn!(error = %e, "could not report a failed reload");
+            }
+        }
+    }
+}
