@@ -14,6 +14,7 @@
 //! The `backstop` binary (`src/main.rs`) is a thin edge over these.
 
 pub mod config;
+pub mod digest;
 pub mod discord;
 pub mod engine;
 pub mod eval;

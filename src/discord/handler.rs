@@ -381,6 +381,12 @@ impl Handler {
         if !reading.changes.is_empty() {
             self.record(guild.id, engine, channel, reading.changes).await;
         }
+        if reading.recovered {
+            self.writer.send(Write::Recovered {
+                conversation: channel,
+                at: at.as_millisecond(),
+            });
+        }
         self.dirty.insert(channel, guild.id);
         self.send(guild, channel, reading.nudges).await;
     }

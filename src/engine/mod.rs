@@ -82,6 +82,8 @@ impl Scan<'_> {
 pub struct Reading {
     pub nudges: Vec<Nudge>,
     pub changes: Vec<PromiseChange>,
+    /// The agent apologized for an open problem with this message (time-to-apology figures).
+    pub recovered: bool,
 }
 
 /// An open promise, as shown to agents and leads.
@@ -329,6 +331,7 @@ impl Engine {
             }
         }
         if apology.is_some() && eraser.is_none() {
+            out.recovered = conv.context.problem_open;
             conv.context.problem_open = false;
             conv.context.apologized = true;
         }

@@ -393,7 +393,8 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE promises SET state = $3, next_step = $4, next_at = $5, reminders = reminders + 1, \
-             updated_at = $6 WHERE id = $1 AND next_at = $2";
+             updated_at = $6, escalated_at = CASE WHEN $3 = 'escalated' THEN $6 ELSE escalated_at END \
+             WHERE id = $1 AND next_at = $2";
         let n = on_pool!(self, pool => sqlx::query(SQL)
             .bind(id)
             .bind(expected_at)
@@ -526,6 +527,65 @@ impl Store {
             .execute(pool)
             .await?
             .rows_affected());
+        Ok(())
+    }
+
+    /// Records that the agent apologized after the conversation's unanswered prior-failure cues.
+    pub async fn recovered(&self, conversation: u64, at: i64) -> Result<u64, StoreError> {
+        const SQL: &str = "UPDATE nudges SET recovered_at = $2 WHERE conversation = $1 AND kind = 'prior_failure' \
+             AND recovered_at IS NULL AND at <= $2";
+        Ok(
+            on_pool!(self, pool => sqlx::query(SQL).bind(conversation as i64).bind(at).execute(pool).await?.rows_affected()),
+        )
+    }
+
+    /// A guild's nudge log between `from` and `to` (Unix ms), for digests.
+    pub async fn digest_nudges(&self, guild: u64, from: i64, to: i64) -> Result<Vec<records::DigestNudge>, StoreError> {
+        const SQL: &str = "SELECT kind, category, agent_id, at, recovered_at FROM nudges \
+             WHERE guild_id = $1 AND at >= $2 AND at < $3 ORDER BY at";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(guild as i64).bind(from).bind(to).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(records::DigestNudge {
+                    kind: r.try_get(0)?,
+                    category: r.try_get(1)?,
+                    agent: r.try_get::<Option<i64>, _>(2)?.map(|a| a as u64),
+                    at: r.try_get(3)?,
+                    recovered_at: r.try_get(4)?,
+                });
+            }
+            out
+        }))
+    }
+
+    /// A guild's promises made or due between `from` and `to` (Unix ms), for digests.
+    pub async fn digest_promises(&self, guild: u64, from: i64, to: i64) -> Result<Vec<StoredPromise>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM promises WHERE guild_id = $1 AND ((made_at >= $2 AND made_at < $3) OR (due_at >= $2 AND due_at < $3)) \
+             ORDER BY made_at",
+            records::PROMISE_COLUMNS
+        );
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(&sql).bind(guild as i64).bind(from).bind(to).fetch_all(pool).await?;
+            rows.iter().map(records::promise_from_row).collect::<Result<Vec<_>, _>>()?
+        }))
+    }
+
+    /// A value from the `meta` table (digest bookkeeping and the like).
+    pub async fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        const SQL: &str = "SELECT value FROM meta WHERE key = $1";
+        Ok(on_pool!(self, pool => sqlx::query(SQL)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+            .map(|r| r.try_get::<String, _>(0))
+            .transpose()?))
+    }
+
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2";
+        on_pool!(self, pool => sqlx::query(SQL).bind(key).bind(value).execute(pool).await?.rows_affected());
         Ok(())
     }
 

@@ -120,6 +120,8 @@ pub struct StoredPromise {
     pub reminders: i64,
     pub updated_at: i64,
     pub closed_at: Option<i64>,
+    /// When it was posted to the team as lapsed.
+    pub escalated_at: Option<i64>,
 }
 
 impl StoredPromise {
@@ -198,6 +200,17 @@ pub fn nudge_key(message: u64, kind: &str) -> String {
     format!("{message}:{kind}")
 }
 
+/// A nudge-log row as a digest reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestNudge {
+    pub kind: String,
+    pub category: Option<String>,
+    pub agent: Option<u64>,
+    pub at: i64,
+    /// When the agent apologized after it (prior-failure cues only).
+    pub recovered_at: Option<i64>,
+}
+
 /// Which gateway shards a process runs, and how many there are in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardRange {
@@ -254,7 +267,7 @@ pub struct RuleFigures {
 
 pub(crate) const PROMISE_COLUMNS: &str =
     "id, guild_id, conversation, agent_id, customer_id, message_id, rule, evidence, \
-     excerpt, made_at, due_at, due_words, state, next_step, next_at, reminders, updated_at, closed_at";
+     excerpt, made_at, due_at, due_words, state, next_step, next_at, reminders, updated_at, closed_at, escalated_at";
 
 /// Decodes a row selected with [`PROMISE_COLUMNS`], from either backend.
 pub(crate) fn promise_from_row<R>(r: &R) -> Result<StoredPromise, sqlx::Error>
@@ -286,6 +299,7 @@ where
         reminders: r.try_get(15)?,
         updated_at: r.try_get(16)?,
         closed_at: r.try_get(17)?,
+        escalated_at: r.try_get(18)?,
     })
 }
 

@@ -40,6 +40,11 @@ pub enum Write {
         now: i64,
     },
     Nudge(NewNudge),
+    /// The agent apologized in this conversation at `at` (Unix ms).
+    Recovered {
+        conversation: u64,
+        at: i64,
+    },
     Feedback {
         key: String,
         helpful: bool,
@@ -227,6 +232,9 @@ async fn apply(store: &Store, write: &mut Write) -> Result<(), StoreError> {
             store.close_promise(*guild, *message, *state, *now).await?;
         }
         Write::Nudge(n) => store.log_nudge(n).await?,
+        Write::Recovered { conversation, at } => {
+            store.recovered(*conversation, *at).await?;
+        }
         Write::Feedback { key, helpful, by, at } => {
             store.feedback(key, *helpful, *by, *at).await?;
         }

@@ -20,6 +20,7 @@ CREATE TABLE promises (
     reminders     BIGINT  NOT NULL DEFAULT 0,
     updated_at    BIGINT  NOT NULL,
     closed_at     BIGINT,
+    escalated_at  BIGINT,
     UNIQUE (guild_id, message_id)
 );
 CREATE INDEX promises_pending ON promises (next_at, id) WHERE next_at IS NOT NULL;
@@ -44,7 +45,9 @@ CREATE TABLE nudges (
     delivered     BIGINT  NOT NULL DEFAULT 1,
     feedback      BIGINT,
     feedback_by   BIGINT,
-    feedback_at   BIGINT
+    feedback_at   BIGINT,
+    -- When the agent apologized after this cue (prior_failure only), for time-to-apology.
+    recovered_at  BIGINT
 );
 CREATE INDEX nudges_at ON nudges (guild_id, at);
 CREATE INDEX nudges_agent ON nudges (agent_id);
