@@ -85,6 +85,11 @@ fn guild() -> GuildSpec {
 }
 
 async fn setup() -> Setup {
+    setup_with("").await
+}
+
+/// The bot with extra TOML appended to its guild's section (after `[guild.follow_up]`).
+async fn setup_with(extra: &str) -> Setup {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -104,7 +109,7 @@ async fn setup() -> Setup {
     };
     let engine = sources.engine().unwrap();
     let config_text = format!(
-        "[[guild]]\nid = \"{GUILD}\"\nwatch_channels = [\"{SUPPORT}\"]\nwatch_categories = [\"{CATEGORY}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\ncoaching_channel = \"{COACHING}\"\n[guild.follow_up]\nescalate_after = \"30m\"\n"
+        "[[guild]]\nid = \"{GUILD}\"\nwatch_channels = [\"{SUPPORT}\"]\nwatch_categories = [\"{CATEGORY}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\ncoaching_channel = \"{COACHING}\"\n[guild.follow_up]\nescalate_after = \"30m\"\n{extra}"
     );
     let config = Arc::new(BotConfig::parse("backstop.toml", &config_text, engine.settings()).unwrap());
     let clock = ManualClock::new("2026-11-23T09:00:00Z".parse().unwrap());
@@ -922,5 +927,66 @@ async fn a_bad_rule_file_on_reload_keeps_the_old_rules() {
         reply["data"]["content"].as_str().unwrap().contains("Reloaded."),
         "{reply}"
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_digest_is_posted_with_its_chart_and_the_right_numbers() {
+    let s = setup_with("[guild.digest]\ndaily = \"17:00\"\n").await;
+    s.say(TICKET, ANA, "Hi, Ana here.", "09:00");
+    s.say(TICKET, CUST, "I never got my refund", "09:01");
+    s.say(
+        TICKET,
+        ANA,
+        "I'm so sorry you're still waiting for that refund.",
+        "09:05",
+    );
+    s.say(TICKET, ANA, "I'll call you back by 3pm with an update.", "09:10");
+    s.wait_dms(ANA, 2).await;
+    s.say(TICKET, ANA, "Calling you now as promised.", "14:00");
+    s.settle().await;
+    assert!(s.posts_to(COACHING).is_empty(), "nothing before the digest time");
+    s.clock.advance_to("2026-11-23T17:00:00Z".parse().unwrap());
+    let posted = s.stand_in.wait_until(WAIT, |_| !s.posts_to(COACHING).is_empty()).await;
+    assert!(posted, "the digest is posted at 17:00");
+    let post = &s.posts_to(COACHING)[0];
+    let embed = &post.body["embeds"][0];
+    assert!(
+        embed["title"].as_str().unwrap().starts_with("Daily coaching digest"),
+        "{embed}"
+    );
+    let text = embed["description"].as_str().unwrap();
+    assert!(text.contains("**Prior-failure cues caught:** 1 (▲1)"), "{text}");
+    assert!(text.contains("**Explained before apologizing:** 0 (=)"), "{text}");
+    assert!(
+        text.contains("1 (▲1) promised · 1 (▲1) kept on time · 0 (=) overdue"),
+        "{text}"
+    );
+    assert!(text.contains("cue to the apology:** 4 min"), "{text}");
+    assert!(
+        !text.contains("<@"),
+        "no per-agent figures unless the guild opts in: {text}"
+    );
+    assert_eq!(embed["image"]["url"], "attachment://digest.png");
+    let files = post.body["_attachments"].as_array().unwrap();
+    assert_eq!(files[0]["filename"], "digest.png");
+    assert_eq!(files[0]["png"], true, "a real PNG: {files:?}");
+    // The agent can see their own figures; a second look at the clock does not post again.
+    let me = s
+        .answer(&s.interact(
+            2,
+            "coach",
+            json!([{"name": "me", "type": 1, "options": []}]),
+            ANA,
+            &[AGENT_ROLE],
+            0,
+        ))
+        .await;
+    let mine = me["data"]["content"].as_str().unwrap();
+    assert!(mine.contains("Promises made: 1 · kept on time: 1"), "{mine}");
+    assert_eq!(me["data"]["flags"], 64, "ephemeral");
+    s.clock.advance_to("2026-11-23T17:30:00Z".parse().unwrap());
+    s.settle().await;
+    assert_eq!(s.posts_to(COACHING).len(), 1, "one digest per slot");
     s.stop().await;
 }

@@ -80,6 +80,16 @@ pub fn definitions() -> Vec<CreateCommand> {
             ))
             .add_option(CreateCommandOption::new(
                 CommandOptionType::SubCommand,
+                "me",
+                "Your own figures for the last 7 days",
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::SubCommand,
+                "digest",
+                "Post a digest of the last 24 hours to the coaching channel now (leads)",
+            ))
+            .add_option(CreateCommandOption::new(
+                CommandOptionType::SubCommand,
                 "reload",
                 "Load changed rules and phrases now (leads)",
             ))
@@ -320,6 +330,25 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                 Delivery::Thread => "Your nudges now arrive in your private thread in the coaching channel.".into(),
             }
         }
+        Some(("me", _)) => match handler.config.guild(guild) {
+            Some(g) => super::digests::for_agent(handler, g, me)
+                .await
+                .unwrap_or_else(|why| format!("Your figures are unavailable right now: {why}")),
+            None => "Backstop is not set up in this server.".into(),
+        },
+        Some(("digest", _)) if !handler.is_lead(guild, cmd) => {
+            "Posting a digest is for leads (a lead role or Manage Server).".into()
+        }
+        Some(("digest", _)) => match handler.config.guild(guild) {
+            Some(g) => {
+                let cadence = crate::digest::Cadence::Daily(jiff::civil::Time::midnight());
+                match super::digests::post(handler, g, cadence, now).await {
+                    Ok(()) => "Posted a digest of the last 24 hours to the coaching channel.".into(),
+                    Err(why) => format!("No digest posted: {why}."),
+                }
+            }
+            None => "Backstop is not set up in this server.".into(),
+        },
         Some(("reload", _)) if !handler.is_lead(guild, cmd) => {
             "Reloading rules is for leads (a lead role or Manage Server).".into()
         }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use jiff::SignedDuration;
 use serde::Deserialize;
 
+use crate::digest::Cadence;
 use crate::engine::{FollowUpOverrides, HoursOverrides, Overrides, Problem, Problems, Settings};
 use crate::store::{MaskDef, Redactor, StorageConfig};
 
@@ -58,6 +59,20 @@ pub struct GuildConfig {
     pub settings: Settings,
     /// How long after a promise goes overdue it is posted to the coaching channel.
     pub escalate_after: SignedDuration,
+    /// When digests are posted to the coaching channel (`[guild.digest] daily`, `weekly`).
+    pub digests: Vec<Cadence>,
+    /// Whether digests name agents (`[guild.digest] per_agent`); team totals otherwise.
+    pub digest_per_agent: bool,
+}
+
+/// `[guild.digest]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DigestDef {
+    daily: Option<String>,
+    weekly: Option<String>,
+    #[serde(default)]
+    per_agent: bool,
 }
 
 /// The whole bot configuration.
@@ -175,6 +190,8 @@ struct GuildDef {
     business_hours: HoursOverrides,
     #[serde(default)]
     follow_up: FollowUpOverrides,
+    #[serde(default)]
+    digest: DigestDef,
 }
 
 fn snowflake(v: &toml::Value) -> Option<u64> {
@@ -274,6 +291,21 @@ impl BotConfig {
                     "name at least one agent role or agent user".to_string(),
                 ));
             }
+            let mut digests = Vec::new();
+            for (key, text, weekly) in [("daily", &g.digest.daily, false), ("weekly", &g.digest.weekly, true)] {
+                if let Some(text) = text {
+                    match Cadence::parse(text, weekly) {
+                        Ok(c) => digests.push(c),
+                        Err(e) => more.push((at(&format!("digest.{key}")), e)),
+                    }
+                }
+            }
+            if !digests.is_empty() && g.coaching_channel.is_none() {
+                more.push((
+                    at("digest"),
+                    "digests are posted to the coaching_channel: set one".to_string(),
+                ));
+            }
             if g.delivery == Delivery::Thread && g.coaching_channel.is_none() {
                 more.push((
                     at("delivery"),
@@ -296,6 +328,8 @@ impl BotConfig {
                     delivery: g.delivery,
                     escalate_after: settings.escalate_after,
                     settings,
+                    digests,
+                    digest_per_agent: g.digest.per_agent,
                 });
             }
         }

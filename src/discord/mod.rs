@@ -12,6 +12,7 @@ mod commands;
 pub mod config;
 mod convert;
 mod delivery;
+mod digests;
 mod handler;
 pub mod metrics;
 mod reload;
@@ -240,6 +241,14 @@ pub async fn start(
         tokio::spawn(reload::watch(handler.clone())),
     ];
     let mut background = background;
+    for g in &config.guilds {
+        // Digests come from the process that owns the guild's shard, so they are posted once.
+        if options.shards.is_none_or(|s| s.owns(g.id)) {
+            for cadence in &g.digests {
+                background.push(tokio::spawn(digests::run(handler.clone(), g.id, *cadence)));
+            }
+        }
+    }
     let mut metrics_addr = None;
     if let Some(addr) = options.metrics {
         let (bound, task) = metrics::serve(addr, handler.clone())

@@ -11,9 +11,24 @@ use serde_json::{json, Value};
 
 use super::{channel_json, message_json, user_json, ChannelSpec, Recorded, Seen, Shared};
 
-pub(crate) async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, body: Bytes) -> Response {
+pub(crate) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().strip_prefix("/api/v10").unwrap_or(uri.path()).to_string();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let body: Value = match content_type.split_once("boundary=") {
+        Some((kind, boundary)) if kind.starts_with("multipart/form-data") => {
+            multipart(&body, boundary.trim_matches('"'))
+        }
+        _ => serde_json::from_slice(&body).unwrap_or(Value::Null),
+    };
     let (status, reply) = answer(&shared, &method, &path, &body);
     let recorded = Recorded {
         method: method.to_string(),
@@ -178,4 +193,59 @@ fn answer(shared: &Shared, method: &Method, path: &str, body: &Value) -> (Status
         ("PATCH", ["webhooks", _, _, "messages", "@original"]) => (StatusCode::OK, Some(json!({}))),
         _ => error(StatusCode::NOT_FOUND, 0, "404: Not Found (stand-in has no such route)"),
     }
+}
+
+/// A message with files, as Discord takes it: a `payload_json` part and `files[n]` parts. The
+/// payload becomes the recorded body; each file is listed under `_attachments` with its name,
+/// size and (base64-free) first bytes, so tests can check what was attached.
+fn multipart(body: &[u8], boundary: &str) -> Value {
+    let delimiter = format!("--{boundary}");
+    let text = body;
+    let mut payload = Value::Null;
+    let mut files = Vec::new();
+    let mut rest = text;
+    while let Some(start) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[start + delimiter.len()..];
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let Some(head_end) = find(rest, b"\r\n\r\n") else { break };
+        let head = String::from_utf8_lossy(&rest[..head_end]).to_string();
+        let content_start = head_end + 4;
+        let next = find(&rest[content_start..], delimiter.as_bytes()).map_or(rest.len(), |n| content_start + n);
+        let mut content = &rest[content_start..next];
+        if content.ends_with(b"\r\n") {
+            content = &content[..content.len() - 2];
+        }
+        let disposition = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
+            .unwrap_or_default();
+        let field = |key: &str| {
+            disposition.split(';').find_map(|p| {
+                p.trim()
+                    .strip_prefix(&format!("{key}=\""))
+                    .map(|v| v.trim_end_matches('"').to_string())
+            })
+        };
+        match field("name").as_deref() {
+            Some("payload_json") => payload = serde_json::from_slice(content).unwrap_or(Value::Null),
+            Some(_) => files.push(json!({
+                "filename": field("filename"),
+                "size": content.len(),
+                "png": content.starts_with(b"\x89PNG\r\n\x1a\n"),
+            })),
+            None => {}
+        }
+        rest = &rest[next..];
+    }
+    if payload.is_null() {
+        payload = json!({});
+    }
+    payload["_attachments"] = Value::Array(files);
+    payload
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
