@@ -449,3 +449,85 @@ fn eval_compare_shows_what_a_rule_change_gains_and_loses() {
     assert_eq!(v["new_false_alarms"].as_array().map(Vec::len), Some(0), "{v}");
     assert_eq!(v["new"]["prior_failure"]["true_pos"].as_u64(), Some(1), "{v}");
 }
+
+#[test]
+fn export_labels_turns_feedback_into_a_regression_set_for_eval() {
+    use backstop::store::{NewNudge, StorageConfig, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = Store::open(&StorageConfig {
+            data_dir: data.clone(),
+            ..StorageConfig::default()
+        })
+        .await
+        .unwrap();
+        let rated = [
+            (
+                "prior_failure",
+                Some("not_received"),
+                "I still haven't received my order",
+                true,
+            ),
+            (
+                "prior_failure",
+                Some("repeat_contact"),
+                "this is the third time I'm contacting you",
+                false,
+            ),
+            (
+                "explain_before_apology",
+                Some("instead_of_apology"),
+                "The courier was delayed by the storm.",
+                false,
+            ),
+            ("follow_up_reminder", None, "I'll call you back by 3pm", true),
+        ];
+        for (i, (kind, category, excerpt, helpful)) in rated.iter().enumerate() {
+            let key = format!("{i}:{kind}");
+            store
+                .log_nudge(&NewNudge {
+                    key: key.clone(),
+                    guild: 1,
+                    conversation: 2,
+                    message: i as u64,
+                    agent: Some(3),
+                    customer: Some(4),
+                    kind: kind.to_string(),
+                    category: category.map(str::to_string),
+                    rule: "r".into(),
+                    evidence: "e".into(),
+                    excerpt: excerpt.to_string(),
+                    at: 1_764_000_000_000 + i as i64 * 60_000,
+                    delivered: true,
+                })
+                .await
+                .unwrap();
+            store.feedback(&key, *helpful, 3, 1_764_000_000_000).await.unwrap();
+        }
+        store.close().await;
+    });
+    let labels = dir.path().join("labels.jsonl");
+    let out = backstop()
+        .arg("export-labels")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("-o")
+        .arg(&labels)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 rated nudges written as 4 labelled lines"));
+    let out = backstop().args(["eval", "--json"]).arg(&labels).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pf = &v["by_kind"]["prior_failure"];
+    assert_eq!(
+        (pf["true_pos"].as_u64(), pf["false_pos"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    let ex = &v["by_kind"]["explain_before_apology"];
+    assert_eq!(ex["false_pos"].as_u64(), Some(1), "the 👎 explanation still fires: {v}");
+}

@@ -988,5 +988,16 @@ async fn the_daily_digest_is_posted_with_its_chart_and_the_right_numbers() {
     s.clock.advance_to("2026-11-23T17:30:00Z".parse().unwrap());
     s.settle().await;
     assert_eq!(s.posts_to(COACHING).len(), 1, "one digest per slot");
+    let now = json!([{"name": "digest", "type": 2, "options": [{"name": "now", "type": 1, "options": []}]}]);
+    let refused = s
+        .answer(&s.interact(2, "coach", now.clone(), ANA, &[AGENT_ROLE], 0))
+        .await;
+    assert!(
+        refused["data"]["content"].as_str().unwrap().contains("for leads"),
+        "{refused}"
+    );
+    let done = s.answer(&s.interact(2, "coach", now, BEN, &[], 1 << 5)).await;
+    assert!(done["data"]["content"].as_str().unwrap().contains("Posted"), "{done}");
+    assert_eq!(s.posts_to(COACHING).len(), 2, "/coach digest now posts one on demand");
     s.stop().await;
 }

@@ -82,6 +82,7 @@ fn nudge(
         category: Some("delay".into()),
         rule: rule.into(),
         evidence: "sorry for the wait".into(),
+        excerpt: "so sorry for the wait, we'll write to jane@example.com".into(),
         at,
         delivered: true,
     }
@@ -520,10 +521,13 @@ async fn personal_data_is_masked_before_it_is_stored(store: Store) {
         T0,
     );
     n.evidence = "reach me at jane@example.com, +44 20 7946 0958, order ORD-123456".into();
+    n.excerpt = format!("I'll email you, {}", n.evidence);
     store.log_nudge(&n).await.unwrap();
     let nudges = store.export_nudges(0).await.unwrap();
     assert_eq!(nudges.len(), 1);
     assert_masked("the nudge evidence", nudges[0]["evidence"].as_str().unwrap());
+    assert_masked("the nudge excerpt", nudges[0]["excerpt"].as_str().unwrap());
+    assert!(nudges[0]["excerpt"].as_str().unwrap().starts_with("I'll email you"));
     assert_masked("the nudge export", &serde_json::to_string(&nudges).unwrap());
 }
 

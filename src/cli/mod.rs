@@ -42,6 +42,8 @@ enum Command {
     Forget(data::ForgetArgs),
     /// Write the nudge log and promises as JSON Lines.
     Export(data::ExportArgs),
+    /// Turn agents' 👍/👎 into labelled lines for `backstop eval`.
+    ExportLabels(data::ExportLabelsArgs),
     /// Per-rule fires and agents' feedback from the nudge log (`report rules`).
     Report(data::ReportArgs),
     /// Play a day of support through the real bot on a local Discord stand-in.
@@ -89,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Forget(args) => data::forget(args),
         Command::Export(args) => data::export(args),
+        Command::ExportLabels(args) => data::export_labels(args),
         Command::Report(args) => data::report(args),
         #[cfg(feature = "stand-in")]
         Command::Demo(args) => demo::run(args),

@@ -83,11 +83,14 @@ pub fn definitions() -> Vec<CreateCommand> {
                 "me",
                 "Your own figures for the last 7 days",
             ))
-            .add_option(CreateCommandOption::new(
-                CommandOptionType::SubCommand,
-                "digest",
-                "Post a digest of the last 24 hours to the coaching channel now (leads)",
-            ))
+            .add_option(
+                CreateCommandOption::new(CommandOptionType::SubCommandGroup, "digest", "Coaching digests (leads)")
+                    .add_sub_option(CreateCommandOption::new(
+                        CommandOptionType::SubCommand,
+                        "now",
+                        "Post a digest of the last 24 hours to the coaching channel now",
+                    )),
+            )
             .add_option(CreateCommandOption::new(
                 CommandOptionType::SubCommand,
                 "reload",
@@ -185,6 +188,8 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
 fn subcommand<'a>(cmd: &'a CommandInteraction) -> Option<(&'a str, Vec<serenity::all::ResolvedOption<'a>>)> {
     cmd.data.options().into_iter().find_map(|o| match o.value {
         ResolvedValue::SubCommand(options) => Some((o.name, options)),
+        // `/coach digest now` answers to "digest"; a group's only subcommand is implied.
+        ResolvedValue::SubCommandGroup(inner) => Some((o.name, inner)),
         _ => None,
     })
 }

@@ -621,6 +621,7 @@ fn log_entry(guild: u64, channel: u64, nudge: &Nudge, delivered: bool) -> NewNud
         category: nudge.category.map(|c| c.as_str().to_string()),
         rule: nudge.rule.to_string(),
         evidence: nudge.evidence.clone(),
+        excerpt: nudge.quote.clone(),
         at: nudge.at.as_millisecond(),
         delivered,
     }

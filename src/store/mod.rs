@@ -508,9 +508,10 @@ impl Store {
     /// Logs a nudge once per key (a repeated delivery of the same nudge is not a second row).
     pub async fn log_nudge(&self, n: &NewNudge) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO nudges (nudge_key, guild_id, conversation, message_id, agent_id, customer_id, \
-             kind, category, rule, evidence, at, delivered) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (nudge_key) DO NOTHING";
+             kind, category, rule, evidence, at, delivered, excerpt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (nudge_key) DO NOTHING";
         let evidence = self.redactor.redact(&n.evidence);
+        let excerpt = self.redactor.redact(&n.excerpt);
         on_pool!(self, pool => sqlx::query(SQL)
             .bind(&n.key)
             .bind(n.guild as i64)
@@ -524,6 +525,7 @@ impl Store {
             .bind(&evidence)
             .bind(n.at)
             .bind(i64::from(n.delivered))
+            .bind(&excerpt)
             .execute(pool)
             .await?
             .rows_affected());
@@ -569,6 +571,31 @@ impl Store {
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(guild as i64).bind(from).bind(to).fetch_all(pool).await?;
             rows.iter().map(records::promise_from_row).collect::<Result<Vec<_>, _>>()?
+        }))
+    }
+
+    /// Nudges agents rated since `since`, oldest first: (id, kind, category, excerpt, at, helpful).
+    #[allow(clippy::type_complexity)]
+    pub async fn rated_nudges(
+        &self,
+        since: i64,
+    ) -> Result<Vec<(i64, String, Option<String>, String, i64, bool)>, StoreError> {
+        const SQL: &str = "SELECT id, kind, category, excerpt, at, feedback FROM nudges \
+             WHERE feedback IS NOT NULL AND at >= $1 AND excerpt <> '' ORDER BY at, id";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL).bind(since).fetch_all(pool).await?;
+            let mut out = Vec::new();
+            for r in &rows {
+                out.push((
+                    r.try_get::<i64, _>(0)?,
+                    r.try_get::<String, _>(1)?,
+                    r.try_get::<Option<String>, _>(2)?,
+                    r.try_get::<String, _>(3)?,
+                    r.try_get::<i64, _>(4)?,
+                    r.try_get::<i64, _>(5)? > 0,
+                ));
+            }
+            out
         }))
     }
 
@@ -762,7 +789,7 @@ impl Store {
     pub async fn export_nudges(&self, since: i64) -> Result<Vec<serde_json::Value>, StoreError> {
         const SQL: &str =
             "SELECT id, guild_id, conversation, message_id, agent_id, customer_id, kind, category, rule, \
-             evidence, at, delivered, feedback, feedback_at FROM nudges WHERE at >= $1 ORDER BY at, id";
+             evidence, at, delivered, feedback, feedback_at, excerpt FROM nudges WHERE at >= $1 ORDER BY at, id";
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(SQL).bind(since).fetch_all(pool).await?;
             rows.iter().map(records::nudge_json).collect::<Result<Vec<_>, _>>()?

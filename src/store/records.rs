@@ -190,6 +190,8 @@ pub struct NewNudge {
     pub category: Option<String>,
     pub rule: String,
     pub evidence: String,
+    /// The message's one-line excerpt (redacted when stored).
+    pub excerpt: String,
     pub at: i64,
     /// Whether it reached the agent (false: muted, or delivery failed).
     pub delivered: bool,
@@ -330,5 +332,6 @@ where
         "delivered": r.try_get::<i64, _>(11)? == 1,
         "feedback": match r.try_get::<Option<i64>, _>(12)? { Some(1) => Some("helpful"), Some(_) => Some("not_helpful"), None => None },
         "feedback_at": r.try_get::<Option<i64>, _>(13)?.map(|t| from_ms(t).to_string()),
+        "excerpt": r.try_get::<String, _>(14)?,
     }))
 }

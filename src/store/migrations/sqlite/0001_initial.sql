@@ -41,6 +41,8 @@ CREATE TABLE nudges (
     category      TEXT,
     rule          TEXT    NOT NULL,
     evidence      TEXT    NOT NULL,
+    -- The message's one-line excerpt, redacted: what `backstop export-labels` turns into a test line.
+    excerpt       TEXT    NOT NULL DEFAULT '',
     at            BIGINT  NOT NULL,
     delivered     BIGINT  NOT NULL DEFAULT 1,
     feedback      BIGINT,
