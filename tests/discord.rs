@@ -809,10 +809,18 @@ async fn feedback_buttons_change_the_rule_report() {
         refused["data"]["content"].as_str().unwrap().contains("for leads"),
         "{refused}"
     );
-    let before = s
-        .answer(&s.interact(2, "coach", rules.clone(), BEN, &[], manage_guild))
-        .await;
-    let before = before["data"]["content"].as_str().unwrap().to_string();
+    // The nudge is logged through the store's write queue: ask until it shows.
+    let mut before = String::new();
+    for _ in 0..50 {
+        let reply = s
+            .answer(&s.interact(2, "coach", rules.clone(), BEN, &[], manage_guild))
+            .await;
+        before = reply["data"]["content"].as_str().unwrap().to_string();
+        if before.contains("`") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(before.contains(" 1 · 0 · –"), "one fire, no feedback yet: {before}");
     s.answer(&s.press(&format!("bs:down:{TICKET}:{cue}:prior_failure"), ANA, &dms[0]))
         .await;

@@ -416,12 +416,18 @@ impl Handler {
         match snooze_until {
             None => {
                 engine.promise_kept(&key);
-                self.writer.send(Write::Close {
-                    guild,
-                    message,
-                    state: PromiseState::Done,
-                    now: now.as_millisecond(),
-                });
+                // Closed in the store before answering, so a reminder due meanwhile finds it done;
+                // if the database is away, the queue closes it when it is back.
+                let now = now.as_millisecond();
+                if let Err(e) = self.store.close_promise(guild, message, PromiseState::Done, now).await {
+                    tracing::warn!(error = %e, "cannot close the promise now; queued");
+                    self.writer.send(Write::Close {
+                        guild,
+                        message,
+                        state: PromiseState::Done,
+                        now,
+                    });
+                }
             }
             Some(until) => {
                 engine.snooze(&key, until);
