@@ -109,24 +109,31 @@ struct Bot {
     log: PathBuf,
 }
 
+/// `backstop run` with the config folder, the shipped prompts, a Discord endpoint and the test
+/// token, and no storage settings from the environment.
+fn backstop_run(config: &Path, discord_api: &str) -> Command {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backstop"));
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .arg("--prompts")
+        .arg(root.join("prompts"))
+        .arg("--discord-api")
+        .arg(discord_api)
+        .env("DISCORD_TOKEN", TOKEN)
+        .env_remove("BACKSTOP_DATABASE_URL")
+        .env_remove("BACKSTOP_DATA_DIR");
+    cmd
+}
+
 impl Bot {
     fn spawn(config: &Path, stand_in: &StandIn, storage: &Storage<'_>, clock: &ScaledClock, extra: &[&str]) -> Bot {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let log = config.join(format!("bot-{}.log", rand_suffix()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_backstop"));
-        cmd.args(["run", "--config"])
-            .arg(config)
-            .arg("--prompts")
-            .arg(root.join("prompts"))
-            .arg("--discord-api")
-            .arg(stand_in.url())
-            .arg("--clock")
+        let mut cmd = backstop_run(config, &stand_in.url());
+        cmd.arg("--clock")
             .arg(format!("{},{},{}", clock.start, clock.real_start, clock.speed))
             .args(extra)
-            .env("DISCORD_TOKEN", TOKEN)
             .env("RUST_LOG", "backstop=info")
-            .env_remove("BACKSTOP_DATABASE_URL")
-            .env_remove("BACKSTOP_DATA_DIR")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         match storage {
@@ -565,18 +572,8 @@ async fn a_postgres_restart_under_the_bot_loses_nothing() {
 
 /// Runs `backstop run` expecting it to refuse to start; returns its stderr.
 fn refused(config: &Path, storage: &[(&str, &str)], extra: &[&str]) -> String {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backstop"));
-    cmd.args(["run", "--config"])
-        .arg(config)
-        .arg("--prompts")
-        .arg(root.join("prompts"))
-        .arg("--discord-api")
-        .arg("http://127.0.0.1:1")
-        .args(extra)
-        .env("DISCORD_TOKEN", TOKEN)
-        .env_remove("BACKSTOP_DATABASE_URL")
-        .env_remove("BACKSTOP_DATA_DIR");
+    let mut cmd = backstop_run(config, "http://127.0.0.1:1");
+    cmd.args(extra);
     for (k, v) in storage {
         cmd.env(k, v);
     }

@@ -99,38 +99,53 @@ fn parse_since(text: &str) -> anyhow::Result<jiff::Timestamp> {
     Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
 }
 
-pub fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
-    let config = storage_config(&args.sources, &args.storage)?;
+/// The async runtime and the open store, for a command that reads or writes it once.
+fn open_store(config: &StorageConfig) -> anyhow::Result<(tokio::runtime::Runtime, Store)> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        let store = Store::open(&config).await?;
-        let gone = store.forget_user(args.user).await?;
-        store.close().await;
-        println!(
-            "Forgot user {}: {} promises, {} nudge log entries, {} conversation contexts, {} settings ({} records) removed from {}.",
-            args.user,
-            gone.promises,
-            gone.nudges,
-            gone.conversations,
-            gone.settings,
-            gone.total(),
-            store.place()
-        );
-        Ok::<_, anyhow::Error>(())
-    })?;
+    let store = runtime.block_on(Store::open(config))?;
+    Ok((runtime, store))
+}
+
+/// `--since` as Unix milliseconds; everything when absent.
+fn since_ms(since: Option<&str>) -> anyhow::Result<i64> {
+    Ok(since
+        .map(parse_since)
+        .transpose()?
+        .map_or(i64::MIN, |t| t.as_millisecond()))
+}
+
+/// `-o FILE`, or standard output.
+fn output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn std::io::Write>> {
+    Ok(match path {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+pub fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
+    let (runtime, store) = open_store(&storage_config(&args.sources, &args.storage)?)?;
+    let gone = runtime.block_on(store.forget_user(args.user))?;
+    runtime.block_on(store.close());
+    println!(
+        "Forgot user {}: {} promises, {} nudge log entries, {} conversation contexts, {} settings ({} records) removed from {}.",
+        args.user,
+        gone.promises,
+        gone.nudges,
+        gone.conversations,
+        gone.settings,
+        gone.total(),
+        store.place()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let config = storage_config(&args.sources, &args.storage)?;
-    let since = args.since.as_deref().map(parse_since).transpose()?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = runtime.block_on(async {
-        let store = Store::open(&config).await?;
-        let report = RuleReport::load(&store, since.map_or(i64::MIN, |t| t.as_millisecond()), None).await?;
-        store.close().await;
-        Ok::<_, anyhow::Error>(report)
-    })?;
+    let since = since_ms(args.since.as_deref())?;
+    let (runtime, store) = open_store(&storage_config(&args.sources, &args.storage)?)?;
+    let report = runtime.block_on(RuleReport::load(&store, since, None))?;
+    runtime.block_on(store.close());
     if args.json {
         for r in &report.rows {
             let line = serde_json::json!({
@@ -150,23 +165,11 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 /// label on its message, a 👎 says nothing should have fired there. Only the text judgments are
 /// exported (prior-failure cues and explanations); reminders depend on time, not words.
 pub fn export_labels(args: ExportLabelsArgs) -> anyhow::Result<ExitCode> {
-    let config = storage_config(&args.sources, &args.storage)?;
-    let since = args.since.as_deref().map(parse_since).transpose()?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let rated = runtime.block_on(async {
-        let store = Store::open(&config).await?;
-        let rated = store
-            .rated_nudges(since.map_or(i64::MIN, |t| t.as_millisecond()))
-            .await?;
-        store.close().await;
-        Ok::<_, anyhow::Error>(rated)
-    })?;
-    let mut out: Box<dyn std::io::Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
+    let since = since_ms(args.since.as_deref())?;
+    let (runtime, store) = open_store(&storage_config(&args.sources, &args.storage)?)?;
+    let rated = runtime.block_on(store.rated_nudges(since))?;
+    runtime.block_on(store.close());
+    let mut out = output(args.output.as_ref())?;
     let (mut lines, mut kept) = (0, 0);
     for (id, kind, category, excerpt, at, helpful) in rated {
         let at = backstop::store::from_ms(at);
@@ -201,23 +204,12 @@ pub fn export_labels(args: ExportLabelsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let config = storage_config(&args.sources, &args.storage)?;
-    let since = args.since.as_deref().map(parse_since).transpose()?;
-    let since_ms = since.map_or(i64::MIN, |t| t.as_millisecond());
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let (nudges, promises) = runtime.block_on(async {
-        let store = Store::open(&config).await?;
-        let nudges = store.export_nudges(since_ms).await?;
-        let promises = store.export_promises(since_ms).await?;
-        store.close().await;
-        Ok::<_, anyhow::Error>((nudges, promises))
-    })?;
-    let mut out: Box<dyn std::io::Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
+    let since = since_ms(args.since.as_deref())?;
+    let (runtime, store) = open_store(&storage_config(&args.sources, &args.storage)?)?;
+    let nudges = runtime.block_on(store.export_nudges(since))?;
+    let promises = runtime.block_on(store.export_promises(since))?;
+    runtime.block_on(store.close());
+    let mut out = output(args.output.as_ref())?;
     for row in nudges.iter().chain(&promises) {
         writeln!(out, "{row}").context("writing the export")?;
     }
