@@ -36,6 +36,9 @@ struct Setup {
     bot: Option<Running>,
     /// The bot's rule folder (`config/`) and SQLite folder (`data/`), removed when the test ends.
     data: tempfile::TempDir,
+    /// What the bot was started with, to start it again on the same data.
+    sources: backstop::config::Sources,
+    config: Arc<BotConfig>,
 }
 
 fn guild() -> GuildSpec {
@@ -126,11 +129,17 @@ async fn setup_with(extra: &str) -> Setup {
         clock: Clock::Manual(clock.clone()),
         shards: None,
         metrics: Some("127.0.0.1:0".parse().unwrap()),
-        sources: Some(sources),
+        sources: Some(sources.clone()),
     };
-    let bot = start(&engine, config, &Token::new("test-token".into()), store, options)
-        .await
-        .unwrap();
+    let bot = start(
+        &engine,
+        config.clone(),
+        &Token::new("test-token".into()),
+        store,
+        options,
+    )
+    .await
+    .unwrap();
     assert!(
         stand_in.wait_identified(WAIT).await,
         "the bot identifies with the gateway"
@@ -145,6 +154,8 @@ async fn setup_with(extra: &str) -> Setup {
         clock,
         bot: Some(bot),
         data,
+        sources,
+        config,
     }
 }
 
@@ -287,6 +298,52 @@ impl Setup {
     /// Gives the bot a moment to act on what it was sent, for asserting that nothing happened.
     async fn settle(&self) {
         tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+
+    /// Stops the bot and starts a new one on the same database, as a restart does.
+    async fn restart(&mut self) {
+        if let Some(bot) = self.bot.take() {
+            bot.shutdown().await.unwrap();
+        }
+        let readies = self
+            .stand_in
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/commands"))
+            .count();
+        let store = Store::open(&StorageConfig {
+            data_dir: self.data.path().join("data"),
+            ..StorageConfig::default()
+        })
+        .await
+        .unwrap();
+        let options = Options {
+            endpoint: Endpoint {
+                api: Some(self.stand_in.url()),
+            },
+            clock: Clock::Manual(self.clock.clone()),
+            shards: None,
+            metrics: None,
+            sources: Some(self.sources.clone()),
+        };
+        let engine = self.sources.engine().unwrap();
+        let bot = start(
+            &engine,
+            self.config.clone(),
+            &Token::new("test-token".into()),
+            store,
+            options,
+        )
+        .await
+        .unwrap();
+        let registered = self
+            .stand_in
+            .wait_until(WAIT, |r| {
+                r.iter().filter(|r| r.path.ends_with("/commands")).count() > readies
+            })
+            .await;
+        assert!(registered, "the restarted bot connects");
+        self.bot = Some(bot);
     }
 
     async fn stop(mut self) {
@@ -1007,5 +1064,35 @@ async fn the_daily_digest_is_posted_with_its_chart_and_the_right_numbers() {
     let done = s.answer(&s.interact(2, "coach", now, BEN, &[], 1 << 5)).await;
     assert!(done["data"]["content"].as_str().unwrap().contains("Posted"), "{done}");
     assert_eq!(s.posts_to(COACHING).len(), 2, "/coach digest now posts one on demand");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_missed_while_down_are_posted_once_and_never_twice() {
+    let mut s = setup_with("[guild.digest]\ndaily = \"17:00\"\n").await;
+    s.say(TICKET, ANA, "Hi, Ana here.", "09:00");
+    s.say(TICKET, CUST, "I never got my refund", "09:01");
+    s.wait_dms(ANA, 1).await;
+    s.settle().await;
+    // Down from Monday morning to Tuesday evening: two 17:00 digests missed.
+    if let Some(bot) = s.bot.take() {
+        bot.shutdown().await.unwrap();
+    }
+    s.clock.advance_to("2026-11-24T18:00:00Z".parse().unwrap());
+    s.restart().await;
+    let posted = s.stand_in.wait_until(WAIT, |_| !s.posts_to(COACHING).is_empty()).await;
+    assert!(posted, "the latest missed digest is posted after the restart");
+    s.settle().await;
+    let posts = s.posts_to(COACHING);
+    assert_eq!(posts.len(), 1, "only the latest missed digest, not one per missed day");
+    assert!(
+        embed(&posts[0])["title"].as_str().unwrap().contains("Tue 24 Nov"),
+        "{}",
+        embed(&posts[0])
+    );
+    // Another restart in the same period posts nothing more.
+    s.restart().await;
+    s.settle().await;
+    assert_eq!(s.posts_to(COACHING).len(), 1, "no double post after a restart");
     s.stop().await;
 }

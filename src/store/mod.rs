@@ -125,8 +125,8 @@ pub struct Store {
     pool: Pool,
     place: Arc<str>,
     redactor: Arc<Redactor>,
-    /// Holds the SQLite file's process lock for as long as any clone lives.
-    _lock: Option<Arc<File>>,
+    /// The SQLite file's process lock, held until [`Store::close`] (or the last clone goes).
+    lock: Arc<std::sync::Mutex<Option<File>>>,
 }
 
 fn hide_password(url: &str) -> String {
@@ -176,7 +176,7 @@ impl Store {
             pool: Pool::Postgres(pool),
             place: shown.into(),
             redactor,
-            _lock: None,
+            lock: Arc::default(),
         };
         migrate::run(&store).await?;
         Ok(store)
@@ -239,7 +239,7 @@ impl Store {
             pool: Pool::Sqlite(pool),
             place: path.display().to_string().into(),
             redactor,
-            _lock: Some(Arc::new(lock)),
+            lock: Arc::new(std::sync::Mutex::new(Some(lock))),
         };
         // Prove the file is a database we can write before anything else touches it.
         sqlx::query("PRAGMA quick_check")
@@ -295,9 +295,11 @@ impl Store {
         &self.redactor
     }
 
-    /// Closes every connection (the SQLite lock goes with the last clone).
+    /// Closes every connection and lets go of the SQLite file, so another process (or a
+    /// restart in this one) may open it.
     pub async fn close(&self) {
-        on_pool!(self, p => p.close().await)
+        on_pool!(self, p => p.close().await);
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Runs SQL as written (maintenance and benchmark set-up; not for user input).
