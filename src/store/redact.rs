@@ -16,6 +16,8 @@ pub struct Mask {
     pub name: String,
     pattern: Regex,
     replace: String,
+    /// A match with fewer digits than this is left alone ("$45.99" is not a phone number).
+    min_digits: usize,
 }
 
 /// A pattern as written in `[[storage.redact]]`.
@@ -34,23 +36,25 @@ fn default_replacement() -> String {
 
 /// The built-in masks, in the order they run: the most specific shapes first, so an email's
 /// digits are not half-masked as a phone number.
-const DEFAULTS: &[(&str, &str, &str)] = &[
+const DEFAULTS: &[(&str, &str, &str, usize)] = &[
     (
         "email",
         r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b",
         "[email]",
+        0,
     ),
     // 12–19 digits with optional spaces or dashes: payment cards, bank accounts, IBAN tails.
-    ("card_or_account", r"\b\d(?:[ -]?\d){11,18}\b", "[number]"),
-    // Phone numbers: optional +country, 8 or more digits with the usual separators.
+    ("card_or_account", r"\b\d(?:[ -]?\d){11,18}\b", "[number]", 0),
+    // Phone numbers: optional +country, then groups with the usual separators; 8 digits or more.
     (
         "phone",
         r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,5}\)[ .-]?)?\d{2,5}(?:[ .-]\d{2,5}){1,4}\b|\+\d{8,15}\b",
         "[phone]",
+        8,
     ),
     // Order, tracking, reference and ticket numbers: a token with a digit and 6+ characters,
     // optionally led by a few letters ("ORD-123456", "1Z999AA10123456784", "#4471234").
-    ("order_or_tracking", r"(?i)#?\b[a-z]{0,4}-?\d[a-z0-9-]{4,}\b", "[id]"),
+    ("order_or_tracking", r"(?i)#?\b[a-z]{0,4}-?\d[a-z0-9-]{4,}\b", "[id]", 0),
 ];
 
 /// Applies the masks in order.
@@ -70,12 +74,13 @@ impl Redactor {
     pub fn new(extra: &[MaskDef], file: &str) -> Result<Redactor, Vec<Problem>> {
         let mut masks = Vec::new();
         let mut problems = Vec::new();
-        for (name, pattern, replace) in DEFAULTS {
+        for (name, pattern, replace, min_digits) in DEFAULTS {
             let pattern = Regex::new(pattern).expect("built-in redaction pattern");
             masks.push(Mask {
                 name: (*name).to_string(),
                 pattern,
                 replace: (*replace).to_string(),
+                min_digits: *min_digits,
             });
         }
         for (i, def) in extra.iter().enumerate() {
@@ -84,6 +89,7 @@ impl Redactor {
                     name: def.name.clone(),
                     pattern,
                     replace: def.replace.clone(),
+                    min_digits: 0,
                 }),
                 Err(e) => problems.push(Problem::new(
                     file,
@@ -105,7 +111,17 @@ impl Redactor {
         let mut out = text.to_string();
         for m in &self.masks {
             if m.pattern.is_match(&out) {
-                out = m.pattern.replace_all(&out, regex::NoExpand(&m.replace)).into_owned();
+                out = m
+                    .pattern
+                    .replace_all(&out, |c: &regex::Captures<'_>| {
+                        let found = &c[0];
+                        if found.chars().filter(char::is_ascii_digit).count() >= m.min_digits {
+                            m.replace.clone()
+                        } else {
+                            found.to_string()
+                        }
+                    })
+                    .into_owned();
             }
         }
         out
