@@ -269,9 +269,16 @@ impl Handler {
     /// before this returns, so its acknowledgement never goes out for a promise not yet stored.
     async fn record(&self, guild: u64, engine: &Engine, conversation: u64, changes: Vec<PromiseChange>) {
         let now = self.guilds.clock().now().as_millisecond();
-        let key = conversation.to_string();
+        let close = |source: engine::MessageRef, state| {
+            self.writer.send(Write::Close {
+                guild,
+                message: source.0,
+                state,
+                now,
+            })
+        };
         for change in changes {
-            let (message, due, state) = match change {
+            let (message, due_words, state) = match change {
                 PromiseChange::Made(p) => {
                     let next = engine.next_step(&p, false).map(|(t, s)| (t.as_millisecond(), s));
                     let row = NewPromise {
@@ -285,10 +292,7 @@ impl Handler {
                         excerpt: p.quote.clone(),
                         made_at: p.made_at.as_millisecond(),
                         due_at: p.due.at.as_millisecond(),
-                        due_words: match &p.due.source {
-                            engine::DueSource::Stated(words) => Some(words.clone()),
-                            engine::DueSource::Default => None,
-                        },
+                        due_words: stated(&p.due.source),
                         next,
                     };
                     if let (Some(id), Some((at, _))) = (self.writer.promise(row).await, next) {
@@ -296,44 +300,47 @@ impl Handler {
                     }
                     continue;
                 }
-                PromiseChange::Superseded { source, .. } => (source, None, PromiseState::Superseded),
-                PromiseChange::Kept { source, .. } => (source, None, PromiseState::Done),
-                PromiseChange::Restated { source, due } => (source, Some(due), PromiseState::Open),
+                PromiseChange::Kept { source, .. } => {
+                    close(source, PromiseState::Done);
+                    continue;
+                }
+                PromiseChange::Superseded { source, .. } => {
+                    close(source, PromiseState::Superseded);
+                    continue;
+                }
+                PromiseChange::Restated { source, due } => (source, stated(&due.source), PromiseState::Open),
                 PromiseChange::Chased { source, .. } => (source, None, PromiseState::Overdue),
             };
-            if matches!(state, PromiseState::Done | PromiseState::Superseded) {
-                self.writer.send(Write::Close {
-                    guild,
-                    message: message.0,
-                    state,
-                    now,
-                });
-                continue;
-            }
             // Restated or chased: the engine holds the promise with its new due time and flags.
-            let Some(promise) = engine.promise(&key).filter(|p| p.source == message) else {
+            let Some(promise) = engine
+                .promise(&conversation.to_string())
+                .filter(|p| p.source == message)
+            else {
                 continue;
             };
-            let next = engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s));
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.writer.send(Write::Reschedule {
-                change: Reschedule {
-                    guild,
-                    message: message.0,
-                    due_at: promise.due.at.as_millisecond(),
-                    due_words: due.and_then(|d| match d.source {
-                        engine::DueSource::Stated(words) => Some(words),
-                        engine::DueSource::Default => None,
-                    }),
-                    state,
-                    next,
-                },
-                now,
-                stored: Some(tx),
-            });
-            if let (Ok(Some(id)), Some((at, _))) = (rx.await, next) {
-                self.reminders.add(at, id);
-            }
+            let change = Reschedule {
+                guild,
+                message: message.0,
+                due_at: promise.due.at.as_millisecond(),
+                due_words,
+                state,
+                next: engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s)),
+            };
+            self.reschedule(change, now).await;
+        }
+    }
+
+    /// Moves a stored promise and schedules its next step once the move is committed.
+    async fn reschedule(&self, change: Reschedule, now: i64) {
+        let next = change.next;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer.send(Write::Reschedule {
+            change,
+            now,
+            stored: Some(tx),
+        });
+        if let (Ok(Some(id)), Some((at, _))) = (rx.await, next) {
+            self.reminders.add(at, id);
         }
     }
 
@@ -439,23 +446,15 @@ impl Handler {
                 promise.due.at = until;
                 promise.reminded = false;
                 promise.overdue = false;
-                let next = engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s));
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                self.writer.send(Write::Reschedule {
-                    change: Reschedule {
-                        guild,
-                        message,
-                        due_at: until.as_millisecond(),
-                        due_words: None,
-                        state: PromiseState::Snoozed,
-                        next,
-                    },
-                    now: now.as_millisecond(),
-                    stored: Some(tx),
-                });
-                if let (Ok(Some(id)), Some((at, _))) = (rx.await, next) {
-                    self.reminders.add(at, id);
-                }
+                let change = Reschedule {
+                    guild,
+                    message,
+                    due_at: until.as_millisecond(),
+                    due_words: None,
+                    state: PromiseState::Snoozed,
+                    next: engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s)),
+                };
+                self.reschedule(change, now.as_millisecond()).await;
             }
         }
         true
@@ -630,5 +629,13 @@ fn log_entry(guild: u64, channel: u64, nudge: &Nudge, delivered: bool) -> NewNud
         excerpt: nudge.quote.clone(),
         at: nudge.at.as_millisecond(),
         delivered,
+    }
+}
+
+/// The words of a stated due time; `None` when the default applied.
+fn stated(source: &engine::DueSource) -> Option<String> {
+    match source {
+        engine::DueSource::Stated(words) => Some(words.clone()),
+        engine::DueSource::Default => None,
     }
 }

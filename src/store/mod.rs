@@ -282,17 +282,9 @@ impl Store {
         }
     }
 
-    pub fn is_sqlite(&self) -> bool {
-        matches!(self.pool, Pool::Sqlite(_))
-    }
-
     /// Where the data lives, for messages (passwords hidden).
     pub fn place(&self) -> &str {
         &self.place
-    }
-
-    pub fn redactor(&self) -> &Redactor {
-        &self.redactor
     }
 
     /// Closes every connection and lets go of the SQLite file, so another process (or a

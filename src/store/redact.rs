@@ -126,10 +126,6 @@ impl Redactor {
         }
         out
     }
-
-    pub fn masks(&self) -> impl Iterator<Item = &str> {
-        self.masks.iter().map(|m| m.name.as_str())
-    }
 }
 
 #[cfg(test)]
