@@ -87,6 +87,36 @@ fn guild() -> GuildSpec {
     }
 }
 
+/// Starts the bot on the stand-in with its SQLite store under `data/data` and /metrics on a
+/// free port.
+async fn launch(
+    engine: &backstop::engine::Engine,
+    stand_in: &StandIn,
+    data: &std::path::Path,
+    sources: &backstop::config::Sources,
+    config: Arc<BotConfig>,
+    clock: &Arc<ManualClock>,
+) -> Running {
+    let store = Store::open(&StorageConfig {
+        data_dir: data.join("data"),
+        ..StorageConfig::default()
+    })
+    .await
+    .unwrap();
+    let options = Options {
+        endpoint: Endpoint {
+            api: Some(stand_in.url()),
+        },
+        clock: Clock::Manual(clock.clone()),
+        shards: None,
+        metrics: Some("127.0.0.1:0".parse().unwrap()),
+        sources: Some(sources.clone()),
+    };
+    start(engine, config, &Token::new("test-token".into()), store, options)
+        .await
+        .unwrap()
+}
+
 async fn setup() -> Setup {
     setup_with("").await
 }
@@ -116,30 +146,7 @@ async fn setup_with(extra: &str) -> Setup {
     );
     let config = Arc::new(BotConfig::parse("backstop.toml", &config_text, engine.settings()).unwrap());
     let clock = ManualClock::new("2026-11-23T09:00:00Z".parse().unwrap());
-    let store = Store::open(&StorageConfig {
-        data_dir: data.path().join("data"),
-        ..StorageConfig::default()
-    })
-    .await
-    .unwrap();
-    let options = Options {
-        endpoint: Endpoint {
-            api: Some(stand_in.url()),
-        },
-        clock: Clock::Manual(clock.clone()),
-        shards: None,
-        metrics: Some("127.0.0.1:0".parse().unwrap()),
-        sources: Some(sources.clone()),
-    };
-    let bot = start(
-        &engine,
-        config.clone(),
-        &Token::new("test-token".into()),
-        store,
-        options,
-    )
-    .await
-    .unwrap();
+    let bot = launch(&engine, &stand_in, data.path(), &sources, config.clone(), &clock).await;
     assert!(
         stand_in.wait_identified(WAIT).await,
         "the bot identifies with the gateway"
@@ -311,31 +318,16 @@ impl Setup {
             .iter()
             .filter(|r| r.path.ends_with("/commands"))
             .count();
-        let store = Store::open(&StorageConfig {
-            data_dir: self.data.path().join("data"),
-            ..StorageConfig::default()
-        })
-        .await
-        .unwrap();
-        let options = Options {
-            endpoint: Endpoint {
-                api: Some(self.stand_in.url()),
-            },
-            clock: Clock::Manual(self.clock.clone()),
-            shards: None,
-            metrics: None,
-            sources: Some(self.sources.clone()),
-        };
         let engine = self.sources.engine().unwrap();
-        let bot = start(
+        let bot = launch(
             &engine,
+            &self.stand_in,
+            self.data.path(),
+            &self.sources,
             self.config.clone(),
-            &Token::new("test-token".into()),
-            store,
-            options,
+            &self.clock,
         )
-        .await
-        .unwrap();
+        .await;
         let registered = self
             .stand_in
             .wait_until(WAIT, |r| {

@@ -56,20 +56,6 @@ pub struct ReportArgs {
     json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct ExportLabelsArgs {
-    #[command(flatten)]
-    sources: SourceArgs,
-    #[command(flatten)]
-    storage: StorageArgs,
-    /// Only feedback on nudges since then: a date (2026-11-01) or an RFC 3339 time.
-    #[arg(long, value_name = "WHEN")]
-    since: Option<String>,
-    /// Write here instead of standard output.
-    #[arg(long, short, value_name = "FILE")]
-    output: Option<PathBuf>,
-}
-
 /// What a problem looks like before an agent's reply, so an explanation can be judged in
 /// context: it opens a problem without being a prior-failure cue itself.
 const CONTEXT_LINE: &str = "There is a problem with my order.";
@@ -164,34 +150,35 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 /// Turns agents' 👍/👎 into labelled transcript lines for `backstop eval`: a 👍 keeps the nudge's
 /// label on its message, a 👎 says nothing should have fired there. Only the text judgments are
 /// exported (prior-failure cues and explanations); reminders depend on time, not words.
-pub fn export_labels(args: ExportLabelsArgs) -> anyhow::Result<ExitCode> {
+pub fn export_labels(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let since = since_ms(args.since.as_deref())?;
     let (runtime, store) = open_store(&storage_config(&args.sources, &args.storage)?)?;
     let rated = runtime.block_on(store.rated_nudges(since))?;
     runtime.block_on(store.close());
     let mut out = output(args.output.as_ref())?;
     let (mut lines, mut kept) = (0, 0);
-    for (id, kind, category, excerpt, at, helpful) in rated {
-        let at = backstop::store::from_ms(at);
-        let conversation = format!("feedback-{id}");
-        let label = match (&kind[..], &category) {
+    for rated in rated {
+        let (kind, excerpt) = (&rated.kind, &rated.excerpt);
+        let at = backstop::store::from_ms(rated.at);
+        let conversation = format!("feedback-{}", rated.id);
+        let label = match (kind.as_str(), &rated.category) {
             ("prior_failure", Some(c)) => format!("{kind}:{c}"),
             _ => kind.clone(),
         };
-        let labels: Vec<String> = if helpful { vec![label] } else { vec![] };
+        let labels: Vec<String> = if rated.helpful { vec![label] } else { vec![] };
         let line = |role: &str, author: &str, text: &str, ts: jiff::Timestamp, labels: &[String]| {
             serde_json::json!({"conversation": conversation, "author": author, "role": role, "text": text,
                                "ts": ts.to_string(), "labels": labels})
         };
         match kind.as_str() {
             "prior_failure" => {
-                writeln!(out, "{}", line("customer", "customer", &excerpt, at, &labels))?;
+                writeln!(out, "{}", line("customer", "customer", excerpt, at, &labels))?;
                 lines += 1;
             }
             "explain_before_apology" => {
                 let before = at.checked_sub(jiff::SignedDuration::from_mins(1)).unwrap_or(at);
                 writeln!(out, "{}", line("customer", "customer", CONTEXT_LINE, before, &[]))?;
-                writeln!(out, "{}", line("agent", "agent", &excerpt, at, &labels))?;
+                writeln!(out, "{}", line("agent", "agent", excerpt, at, &labels))?;
                 lines += 2;
             }
             _ => continue,

@@ -43,7 +43,7 @@ enum Command {
     /// Write the nudge log and promises as JSON Lines.
     Export(data::ExportArgs),
     /// Turn agents' 👍/👎 into labelled lines for `backstop eval`.
-    ExportLabels(data::ExportLabelsArgs),
+    ExportLabels(data::ExportArgs),
     /// Per-rule fires and agents' feedback from the nudge log (`report rules`).
     Report(data::ReportArgs),
     /// Play a day of support through the real bot on a local Discord stand-in.

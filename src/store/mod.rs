@@ -568,26 +568,22 @@ impl Store {
         }))
     }
 
-    /// Nudges agents rated since `since`, oldest first: (id, kind, category, excerpt, at, helpful).
-    #[allow(clippy::type_complexity)]
-    pub async fn rated_nudges(
-        &self,
-        since: i64,
-    ) -> Result<Vec<(i64, String, Option<String>, String, i64, bool)>, StoreError> {
+    /// Nudges agents rated since `since` that kept an excerpt, oldest first.
+    pub async fn rated_nudges(&self, since: i64) -> Result<Vec<records::RatedNudge>, StoreError> {
         const SQL: &str = "SELECT id, kind, category, excerpt, at, feedback FROM nudges \
              WHERE feedback IS NOT NULL AND at >= $1 AND excerpt <> '' ORDER BY at, id";
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(SQL).bind(since).fetch_all(pool).await?;
             let mut out = Vec::new();
             for r in &rows {
-                out.push((
-                    r.try_get::<i64, _>(0)?,
-                    r.try_get::<String, _>(1)?,
-                    r.try_get::<Option<String>, _>(2)?,
-                    r.try_get::<String, _>(3)?,
-                    r.try_get::<i64, _>(4)?,
-                    r.try_get::<i64, _>(5)? > 0,
-                ));
+                out.push(records::RatedNudge {
+                    id: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    category: r.try_get(2)?,
+                    excerpt: r.try_get(3)?,
+                    at: r.try_get(4)?,
+                    helpful: r.try_get::<i64, _>(5)? > 0,
+                });
             }
             out
         }))

@@ -213,6 +213,18 @@ pub struct DigestNudge {
     pub recovered_at: Option<i64>,
 }
 
+/// A nudge an agent rated with 👍 or 👎, as `backstop export-labels` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatedNudge {
+    pub id: i64,
+    pub kind: String,
+    pub category: Option<String>,
+    /// The message's redacted one-line excerpt.
+    pub excerpt: String,
+    pub at: i64,
+    pub helpful: bool,
+}
+
 /// Which gateway shards a process runs, and how many there are in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShardRange {
