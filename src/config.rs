@@ -1,14 +1,15 @@
 //! Loading rules, prompts and settings from disk — or the defaults built into the binary — and
 //! checking them.
 //!
-//! Layout of a config folder: `rules.toml` and/or `rules/*.toml` (read in name order), and an
-//! optional `engine.toml`. A prompts folder holds `nudges.toml` and `phrases.toml`.
+//! Layout of a config folder: `lexicon.toml` (spellings and word classes; the built-in one when
+//! absent), `rules.toml` and/or `rules/*.toml` (read in name order), and an optional
+//! `engine.toml`. A prompts folder holds `nudges.toml` and `phrases.toml`.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{Engine, Problem, Problems, Prompts, RuleSet, Settings};
+use crate::engine::{Engine, Lexicon, Problem, Problems, Prompts, RuleSet, Settings};
 
 /// Why loading failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,7 @@ type Named = (String, String);
 
 /// Everything read for one load.
 struct Texts {
+    lexicon: Vec<Named>,
     rules: Vec<Named>,
     engine: Named,
     nudges: Named,
@@ -42,6 +44,7 @@ struct Texts {
 }
 
 const BUILT_IN_RULES: &str = include_str!("../config/rules.toml");
+const BUILT_IN_LEXICON: &str = include_str!("../config/lexicon.toml");
 const BUILT_IN_ENGINE: &str = include_str!("../config/engine.toml");
 const BUILT_IN_NUDGES: &str = include_str!("../prompts/nudges.toml");
 const BUILT_IN_PHRASES: &str = include_str!("../prompts/phrases.toml");
@@ -63,32 +66,20 @@ impl Sources {
 
     fn read(&self) -> Result<Texts, LoadError> {
         let (config, prompts) = self.resolved();
-        let (rules, engine) = match &config {
+        let built_in_lexicon = || {
+            vec![(
+                "(built-in) config/lexicon.toml".to_string(),
+                BUILT_IN_LEXICON.to_string(),
+            )]
+        };
+        let (lexicon, rules, engine) = match &config {
             None => (
+                built_in_lexicon(),
                 vec![("(built-in) config/rules.toml".to_string(), BUILT_IN_RULES.to_string())],
                 ("(built-in) config/engine.toml".to_string(), BUILT_IN_ENGINE.to_string()),
             ),
             Some(dir) => {
-                let mut rules = Vec::new();
-                let single = dir.join("rules.toml");
-                if single.exists() {
-                    rules.push(read(&single)?);
-                }
-                let folder = dir.join("rules");
-                if folder.is_dir() {
-                    let mut paths: Vec<PathBuf> = fs::read_dir(&folder)
-                        .map_err(|source| LoadError::Read {
-                            path: folder.clone(),
-                            source,
-                        })?
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                        .collect();
-                    paths.sort();
-                    for p in paths {
-                        rules.push(read(&p)?);
-                    }
-                }
+                let rules = read_set(dir, "rules.toml", "rules")?;
                 if rules.is_empty() {
                     return Err(LoadError::NoRules { path: dir.clone() });
                 }
@@ -98,7 +89,13 @@ impl Sources {
                 } else {
                     (engine_path.display().to_string(), String::new())
                 };
-                (rules, engine)
+                let lexicon = read_set(dir, "lexicon.toml", "lexicon")?;
+                let lexicon = if lexicon.is_empty() {
+                    built_in_lexicon()
+                } else {
+                    lexicon
+                };
+                (lexicon, rules, engine)
             }
         };
         let (nudges, phrases) = match &prompts {
@@ -115,6 +112,7 @@ impl Sources {
             Some(dir) => (read(&dir.join("nudges.toml"))?, read(&dir.join("phrases.toml"))?),
         };
         Ok(Texts {
+            lexicon,
             rules,
             engine,
             nudges,
@@ -125,16 +123,25 @@ impl Sources {
     /// Loads and compiles everything into an engine; any problem stops the load.
     pub fn engine(&self) -> Result<Engine, LoadError> {
         let Texts {
+            lexicon,
             rules,
             engine,
             nudges,
             phrases,
         } = self.read()?;
         let mut problems = Vec::new();
-        let rules = RuleSet::parse(&rules).map_err(|p| problems.extend(p.0)).ok();
         let settings = Settings::parse(&engine.0, &engine.1)
             .map_err(|p| problems.extend(p.0))
             .ok();
+        let budget = settings
+            .as_ref()
+            .map_or(crate::engine::DEFAULT_BUDGET, |s| s.automaton_budget);
+        let lexicon = Lexicon::parse(&lexicon).map_err(|p| problems.extend(p.0)).ok();
+        let rules = lexicon.and_then(|lexicon| {
+            RuleSet::parse(&lexicon, &rules, budget)
+                .map_err(|p| problems.extend(p.0))
+                .ok()
+        });
         let prompts = Prompts::parse((&nudges.0, &nudges.1), (&phrases.0, &phrases.1))
             .map_err(|p| problems.extend(p.0))
             .ok();
@@ -157,16 +164,17 @@ impl Sources {
             Err(LoadError::Invalid(p)) => {
                 return Ok(Report {
                     problems: p.0,
-                    rules: 0,
                     situations: 0,
+                    rules: None,
                 })
             }
             Err(e) => return Err(e),
         };
+        let rules = engine.rules();
         Ok(Report {
-            problems: engine.rules().self_test(),
-            rules: engine.rules().rules().len(),
+            problems: rules.self_test(),
             situations: engine.prompts().situations().len(),
+            rules: Some(rules),
         })
     }
 }
@@ -175,8 +183,34 @@ impl Sources {
 #[derive(Debug)]
 pub struct Report {
     pub problems: Vec<Problem>,
-    pub rules: usize,
     pub situations: usize,
+    /// The compiled book, when it compiled (its warnings, costs and lexicon are reported too).
+    pub rules: Option<std::sync::Arc<RuleSet>>,
+}
+
+/// `NAME.toml` and then every `.toml` in `FOLDER/`, in name order.
+fn read_set(dir: &Path, single: &str, folder: &str) -> Result<Vec<Named>, LoadError> {
+    let mut out = Vec::new();
+    let single = dir.join(single);
+    if single.exists() {
+        out.push(read(&single)?);
+    }
+    let folder = dir.join(folder);
+    if folder.is_dir() {
+        let mut paths: Vec<PathBuf> = fs::read_dir(&folder)
+            .map_err(|source| LoadError::Read {
+                path: folder.clone(),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            out.push(read(&p)?);
+        }
+    }
+    Ok(out)
 }
 
 fn read(path: &Path) -> Result<(String, String), LoadError> {

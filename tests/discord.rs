@@ -942,7 +942,7 @@ async fn a_bad_rule_file_on_reload_keeps_the_old_rules() {
     let s = setup().await;
     let rules = s.data.path().join("config/rules.toml");
     let good = std::fs::read_to_string(&rules).unwrap();
-    std::fs::write(&rules, format!("{good}\n[[rule]]\nid = \"broken\"\nkind = \"prior_failure\"\ncategory = \"not_received\"\npatterns = ['(unclosed']\n")).unwrap();
+    std::fs::write(&rules, format!("{good}\n[[rule]]\nid = \"broken\"\nkind = \"prior_failure\"\ncategory = \"not_received\"\nphrases = ['(unclosed']\n")).unwrap();
     let reload = json!([{"name": "reload", "type": 1, "options": []}]);
     let refused = s
         .answer(&s.interact(2, "coach", reload.clone(), ANA, &[AGENT_ROLE], 0))

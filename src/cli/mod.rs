@@ -33,7 +33,7 @@ enum Command {
     /// Precision, recall and F1 of the rules on labelled transcripts; --compare two config folders.
     Eval(eval::EvalArgs),
     /// Validate rules, settings and prompts, listing every problem at once.
-    Check(SourceArgs),
+    Check(check::CheckArgs),
     /// List the phrase library's situations, or the phrases for one.
     Phrase(phrase::PhraseArgs),
     /// Run the Discord bot (config/backstop.toml, DISCORD_TOKEN).

@@ -8,7 +8,10 @@
 //! Lock order, to stay deadlock-free: a conversation's map entry first, then the schedule; never
 //! the other way round.
 
+mod automaton;
+mod lexicon;
 mod model;
+mod phrase;
 mod problem;
 mod prompts;
 mod rules;
@@ -16,6 +19,7 @@ mod settings;
 mod state;
 mod text;
 mod timeframe;
+mod tokens;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,13 +28,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 use jiff::Timestamp;
 
+pub use automaton::{BuildError, Cost, Matcher, Node};
+pub use lexicon::{edit_distance, Class, Lexicon, WordId};
 pub use model::{Category, ConversationId, Due, DueSource, Message, MessageRef, Nudge, NudgeKind, Role, UserId};
+pub use phrase::{Ast, PhraseError};
 pub use problem::{line_of, toml_problem, Problem, Problems};
 pub use prompts::{Prompts, Situation, Template, Values};
-pub use rules::{Hit, Rule, RuleKind, RuleSet};
+pub use rules::{BookCost, Hit, Phrase, Rule, RuleKind, RuleSet, DEFAULT_BUDGET, ENGINE_CLASSES};
 pub use settings::{FollowUpOverrides, HoursOverrides, Overrides, Settings};
 pub use text::Prepared;
 pub use timeframe::{Schedule, Timeframe};
+pub use tokens::{Sentence, Token, Tokens};
 
 pub use state::{Context, Promise, PromiseChange, Step};
 use state::{Conversation, Deadline, COOLED};
@@ -63,6 +71,7 @@ struct Book {
 /// into that book, so they are never looked up in another (a reload mid-message).
 struct Scan<'a> {
     rules: &'a RuleSet,
+    tokens: &'a Tokens,
     hits: &'a [Hit],
 }
 
@@ -176,9 +185,11 @@ impl Engine {
     pub fn read(&self, msg: &Message<'_>, claim: bool) -> Reading {
         let text = Prepared::new(msg.text);
         let rules = self.rules();
-        let hits = rules.scan(msg.role, &text);
+        let tokens = rules.tokens(&text);
+        let hits = rules.scan(msg.role, &text, &tokens);
         let scan = Scan {
             rules: &rules,
+            tokens: &tokens,
             hits: &hits,
         };
         let mut conv = match self.conversations.get_mut(msg.conversation) {
@@ -228,7 +239,7 @@ impl Engine {
         let rule = scan.rule(cue);
         let evidence = text.original(cue.span.clone());
         if let Some(promise) = conv.promise.as_deref_mut() {
-            if chases_promise(rule.category, text, cue) {
+            if chases_promise(rule.category, text, scan, cue) {
                 // The customer is already chasing the promised follow-up: that is the overdue
                 // story arriving early, not a separate failure to coach on.
                 if !promise.overdue {
@@ -772,25 +783,21 @@ struct Draft<'a> {
 }
 
 /// Whether a customer cue is about the open promise itself ("you said you'd call me back",
-/// "still waiting for your email") rather than about the order.
-fn chases_promise(category: Option<Category>, text: &Prepared<'_>, cue: &Hit) -> bool {
+/// "still waiting for your email") rather than about the order: a missed-callback cue, or a
+/// waiting cue with a word of the lexicon's `{contact}` class in its sentence.
+fn chases_promise(category: Option<Category>, text: &Prepared<'_>, scan: &Scan<'_>, cue: &Hit) -> bool {
     match category {
         Some(Category::MissedCallback) => true,
         Some(Category::StillWaiting | Category::NotReceived) => {
-            let sentence = &text.scan()[text.sentence(cue.span.start).span];
-            CONTACT_WORDS.is_match(sentence)
+            let Some(sentence) = scan.tokens.sentence_at(cue.span.start) else {
+                return false;
+            };
+            let index = scan.tokens.sentences.iter().position(|s| s == sentence).unwrap_or(0);
+            scan.rules.sentence_has("contact", scan.tokens, text.scan(), index)
         }
         _ => false,
     }
 }
-
-static CONTACT_WORDS: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
-    regex::bytes::RegexBuilder::new(r"\b(?:call|ring|phone|e-?mail|mail|reply|response|answer|update|message|msg|text|word|news|hear(?:d)?|get(?:ting)? back|got back|contact)\b")
-        .case_insensitive(true)
-        .unicode(false)
-        .build()
-        .expect("built-in pattern")
-});
 
 fn add(t: Timestamp, d: jiff::SignedDuration) -> Timestamp {
     t.checked_add(d).unwrap_or(t)

@@ -66,6 +66,15 @@ pub enum Role {
     Agent,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Agent => "agent",
+        }
+    }
+}
+
 /// One chat message as the engine sees it. Borrowed, so feeding the engine allocates nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {

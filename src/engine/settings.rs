@@ -28,6 +28,8 @@ pub struct Settings {
     pub phrases_per_nudge: usize,
     /// For the bot: how long after a promise goes overdue it is posted to the team's coaching channel.
     pub escalate_after: SignedDuration,
+    /// Largest automaton, in bytes, one role's rules may compile into; a bigger book is refused.
+    pub automaton_budget: usize,
 }
 
 impl Default for Settings {
@@ -41,6 +43,7 @@ impl Default for Settings {
             default_due: SignedDuration::from_hours(24),
             phrases_per_nudge: 3,
             escalate_after: SignedDuration::from_mins(30),
+            automaton_budget: super::rules::DEFAULT_BUDGET,
         }
     }
 }
@@ -56,6 +59,16 @@ struct SettingsFile {
     follow_up: FollowUpOverrides,
     #[serde(default)]
     business_hours: HoursOverrides,
+    #[serde(default)]
+    rules: RulesSettings,
+}
+
+/// `[rules]` keys of engine.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesSettings {
+    /// "8 MiB", "512 KiB", or a number of bytes.
+    automaton_budget: Option<toml::Value>,
 }
 
 /// `[business_hours]` keys, in engine.toml and in each guild of backstop.toml.
@@ -97,6 +110,15 @@ impl Settings {
         base.forget_idle_after = def.forget_idle_after.unwrap_or(base.forget_idle_after);
         base.phrases_per_nudge = def.phrases_per_nudge.unwrap_or(base.phrases_per_nudge);
         let mut problems = Vec::new();
+        if let Some(value) = &def.rules.automaton_budget {
+            match parse_size(value) {
+                Some(bytes) if bytes >= 1024 => base.automaton_budget = bytes,
+                _ => problems.push((
+                    "rules.automaton_budget".to_string(),
+                    format!("expected a size such as \"8 MiB\" or \"512 KiB\" (at least 1 KiB), got {value}"),
+                )),
+            }
+        }
         if base.forget_idle_after.is_negative() {
             problems.push(("forget_idle_after".to_string(), "must not be negative".to_string()));
         }
@@ -173,6 +195,27 @@ impl Settings {
     }
 }
 
+/// A size as a lead writes it: `"8 MiB"`, `"512 KiB"`, `"2MB"`, or a plain number of bytes.
+fn parse_size(value: &toml::Value) -> Option<usize> {
+    if let Some(n) = value.as_integer() {
+        return usize::try_from(n).ok();
+    }
+    let text = value.as_str()?.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let number: f64 = text[..split].trim().parse().ok()?;
+    let unit = match text[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" | "bytes" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * unit;
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +236,16 @@ mod tests {
         assert_eq!(s.reminder_lead, SignedDuration::from_hours(1));
         assert_eq!(s.schedule.day_end, Time::constant(18, 30, 0, 0));
         assert_eq!(s.schedule.time_zone.iana_name(), Some("Asia/Kolkata"));
+    }
+
+    #[test]
+    fn automaton_budget_takes_sizes() {
+        let s = Settings::parse("engine.toml", "[rules]\nautomaton_budget = \"2 MiB\"\n").unwrap();
+        assert_eq!(s.automaton_budget, 2 << 20);
+        let s = Settings::parse("engine.toml", "[rules]\nautomaton_budget = 65536\n").unwrap();
+        assert_eq!(s.automaton_budget, 65536);
+        let err = Settings::parse("engine.toml", "[rules]\nautomaton_budget = \"lots\"\n").unwrap_err();
+        assert!(err.to_string().contains("rules.automaton_budget"), "{err}");
     }
 
     #[test]

@@ -3,47 +3,57 @@
 
 use super::*;
 
+const LEXICON: &str = r#"
+[spellings]
+"haven't" = ["havent"]
+you = ["u"]
+"i'll" = ["ill"]
+[classes]
+contact = ["call", "email", "reply", "hear"]
+you_said = ["you said you'd", "u said u'd"]
+"#;
+
 const RULES: &str = r#"
 [[rule]]
 id = "nr"
 kind = "prior_failure"
 category = "not_received"
-patterns = ['''\bhave(?:n'?t| not) (?:yet )?received\b''']
+phrases = ["(haven't | have not) yet? received"]
 [[rule]]
 id = "cb"
 kind = "prior_failure"
 category = "missed_callback"
-patterns = ['''\b(?:you|u) said (?:you|u)'?d call\b''', '''\bsupposed to call me back\b''']
+phrases = ["you said you'd call", "supposed to call me back"]
 [[rule]]
 id = "sw"
 kind = "prior_failure"
 category = "still_waiting"
-patterns = ['''\bstill waiting\b''']
+phrases = ["still waiting"]
 [[rule]]
 id = "broken"
 kind = "complaint"
-patterns = ['''\bbroken\b''']
+phrases = ["broken"]
 [[rule]]
 id = "why"
 kind = "reason_request"
-patterns = ['''\bwhy\b''']
+phrases = ["why"]
 [[rule]]
 id = "sorry"
 kind = "apology"
-patterns = ['''\bsorry\b''', '''\bapologi[sz]e\b''']
+phrases = ["sorry", "apologise | apologize"]
 [[rule]]
 id = "courier"
 kind = "explanation"
 category = "third_party"
-patterns = ['''\bthe courier\b''']
+phrases = ["the courier"]
 [[rule]]
 id = "notmine"
 kind = "apology_eraser"
-patterns = ['''\bbut (?:it'?s|that'?s) not (?:my|our) fault\b''']
+phrases = ["but (it's | that's) not (my | our) fault"]
 [[rule]]
 id = "callback"
 kind = "follow_up"
-patterns = ['''\b(?:i'?ll|i will) (?:call you|get back to you|email you)\b''']
+phrases = ["(i'll | i will) (call you | get back to you | email you)"]
 "#;
 
 const PHRASES: &str = r#"
@@ -53,8 +63,12 @@ title = "S"
 phrases = ["one", "two", "three", "four"]
 "#;
 
+fn lexicon() -> Lexicon {
+    Lexicon::parse(&[("lexicon.toml".into(), LEXICON.into())]).unwrap()
+}
+
 fn engine_with(settings: Settings) -> Engine {
-    let rules = RuleSet::parse(&[("rules.toml".into(), RULES.into())]).unwrap();
+    let rules = RuleSet::parse(&lexicon(), &[("rules.toml".into(), RULES.into())], DEFAULT_BUDGET).unwrap();
     let mut nudges = String::new();
     for k in NudgeKind::ALL {
         nudges.push_str(&format!(
@@ -509,7 +523,7 @@ fn a_new_rule_book_takes_over_without_losing_the_conversation() {
         "id = \"nr\"\nkind = \"prior_failure\"\ncategory = \"not_received\"",
         "id = \"nr\"\nkind = \"complaint\"",
     );
-    let rules = RuleSet::parse(&[("rules.toml".into(), only_waiting)]).unwrap();
+    let rules = RuleSet::parse(&lexicon(), &[("rules.toml".into(), only_waiting)], DEFAULT_BUDGET).unwrap();
     e.replace_book(Arc::new(rules), e.prompts());
     assert!(e
         .rules()
