@@ -73,22 +73,25 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             |e| e.settings().automaton_budget,
         );
         println!(
-            "{:<10} {:>8} {:>8} {:>8} {:>10} {:>9}",
-            "automaton", "phrases", "symbols", "states", "size", "build"
+            "{:<9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>12} {:>8}",
+            "automaton", "phrases", "symbols", "NFA states", "size", "build", "sample cache", "states"
         );
         for c in rules.costs() {
             println!(
-                "{:<10} {:>8} {:>8} {:>8} {:>10} {:>9}",
+                "{:<9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>12} {:>8}",
                 c.role.as_str(),
                 c.phrases,
                 c.symbols,
-                c.cost.states,
+                c.cost.nfa_states,
                 size(c.cost.bytes),
-                format!("{:.1} ms", c.cost.build.as_secs_f64() * 1000.0)
+                format!("{:.1} ms", c.cost.build.as_secs_f64() * 1000.0),
+                size(c.warm.cache_bytes),
+                c.warm.cache_bytes / c.cost.bytes_per_state.max(1),
             );
         }
         println!(
-            "budget: {} per role ([rules] automaton_budget in engine.toml)",
+            "budget: {} of lazy-DFA cache per role and thread ([rules] automaton_budget in engine.toml); \
+             the sample is the rules' own examples and a built-in day of support",
             size(budget)
         );
         let warnings = rules.warnings();

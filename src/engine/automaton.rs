@@ -4,10 +4,17 @@
 //! word, so a phrase is a short sequence over a small alphabet. Each role's words are grouped into
 //! *symbols* (words that every phrase treats alike share one), a message becomes one symbol per
 //! word with a boundary symbol between sentences, and all of a role's phrases (and their `unless`
-//! phrases) compile into one dense DFA over that sequence. It is built fully at load, so matching
-//! never fills or thrashes a cache and memory does not grow with traffic. A message is read once;
-//! only the few phrases the automaton reports are then run alone over the words to find where
-//! they matched (for the evidence, the sentence and `unless`).
+//! phrases) compile into one DFA over that sequence. A message is read once; only the few phrases
+//! the automaton reports are then run alone over the words to find where they matched (for the
+//! evidence, the sentence and `unless`).
+//!
+//! Why a lazy DFA: determinising a role's phrases in full takes over a second (thousands of
+//! states, most of which no message ever reaches), far too slow for every start and reload. The
+//! lazy DFA builds a state the first time a message needs it and keeps it in a per-thread cache of
+//! bounded size (the book's budget); real text revisits a few thousand states, so the cache warms
+//! in the first messages and then serves every word from a table lookup. A cache that fills is
+//! cleared and rebuilt, never abandoned for a slower engine: a burst of odd text costs time, not
+//! correctness or memory.
 //!
 //! Symbols are written as two bytes, the first with its high bit set and the second without, so
 //! a match can never start in the middle of a word's code.
@@ -15,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use regex_automata::dfa::{dense, Automaton as _};
+use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::nfa::thompson;
 use regex_automata::util::pool::Pool;
 use regex_automata::{Input, MatchKind, PatternSet};
@@ -47,23 +54,35 @@ const MAX_SYMBOLS: usize = 1 << 14;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub node: Node,
-    /// The owner's index (a rule) and whether this is one of its `unless` phrases.
+    /// The owner's index (a rule).
     pub owner: usize,
-    pub unless: bool,
 }
 
 /// Sizes for `backstop check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cost {
+    /// States of the compiled NFA (what each lazily built DFA state is made of).
+    pub nfa_states: usize,
+    /// Bytes of the compiled NFA and the automaton itself, without any cache.
     pub bytes: usize,
-    pub states: usize,
+    /// Bytes one DFA state takes in the cache.
+    pub bytes_per_state: usize,
     pub build: Duration,
+}
+
+/// What warming an automaton on sample text used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Warmth {
+    /// Cache bytes in use after the sample.
+    pub cache_bytes: usize,
+    /// How many times the cache filled and was cleared while reading the sample.
+    pub clears: usize,
 }
 
 /// Why an automaton could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {
-    #[error("the automaton would be larger than the budget of {budget} bytes")]
+    #[error("the automaton would need more than the budget of {budget} bytes")]
     OverBudget { budget: usize },
     #[error("the phrases use more than {MAX_SYMBOLS} distinct words")]
     TooManyWords,
@@ -86,8 +105,9 @@ struct Alphabet {
     len: usize,
 }
 
-/// The per-thread buffers a search needs.
+/// The per-thread buffers a search needs: the lazy DFA's cache, the message's codes, the result.
 struct Scratch {
+    cache: Cache,
     codes: Vec<u8>,
     set: PatternSet,
 }
@@ -97,7 +117,7 @@ type ScratchPool =
 
 /// A role's phrases compiled into one automaton.
 pub struct Automaton {
-    dfa: dense::DFA<Vec<u32>>,
+    dfa: std::sync::Arc<DFA>,
     alphabet: Alphabet,
     entries: Vec<Entry>,
     scratch: ScratchPool,
@@ -292,7 +312,7 @@ impl Alphabet {
 }
 
 impl Automaton {
-    /// Compiles phrases into one automaton no larger than `budget` bytes.
+    /// Compiles phrases into one automaton whose cache may use up to `budget` bytes per thread.
     pub fn build(entries: Vec<Entry>, lexicon: &Lexicon, budget: usize) -> Result<Automaton, BuildError> {
         let started = Instant::now();
         let alphabet = Alphabet::build(&entries, lexicon)?;
@@ -303,30 +323,44 @@ impl Automaton {
                     .utf8(false)
                     .shrink(false)
                     .which_captures(thompson::WhichCaptures::None)
-                    .nfa_size_limit(Some(budget.max(1 << 20))),
+                    .nfa_size_limit(Some(budget)),
             )
             .build_many_from_hir(&hirs)
-            .map_err(|e| BuildError::Other(e.to_string()))?;
-        let dfa = dense::Builder::new()
-            .configure(
-                dense::Config::new()
-                    .match_kind(MatchKind::All)
-                    .start_kind(regex_automata::dfa::StartKind::Unanchored)
-                    .dfa_size_limit(Some(budget))
-                    .determinize_size_limit(Some(budget.saturating_mul(2))),
-            )
-            .build_from_nfa(&nfa)
             .map_err(|e| {
-                if e.to_string().contains("limit") {
+                if e.to_string().contains("exceeded") {
                     BuildError::OverBudget { budget }
                 } else {
                     BuildError::Other(e.to_string())
                 }
             })?;
-        let bytes = dfa.memory_usage();
-        let states = bytes / (dfa.stride() * std::mem::size_of::<u32>()).max(1);
+        let dfa = DFA::builder()
+            .configure(
+                DFA::config()
+                    .match_kind(MatchKind::All)
+                    .cache_capacity(budget)
+                    // Never give up on the lazy DFA: clear the cache and carry on.
+                    .minimum_cache_clear_count(None),
+            )
+            .build_from_nfa(nfa)
+            .map_err(|e| {
+                if e.to_string().contains("cache capacity") {
+                    BuildError::OverBudget { budget }
+                } else {
+                    BuildError::Other(e.to_string())
+                }
+            })?;
+        let dfa = std::sync::Arc::new(dfa);
+        let bytes_per_state = dfa.byte_classes().alphabet_len().next_power_of_two() * std::mem::size_of::<u32>();
+        let cost = Cost {
+            nfa_states: dfa.get_nfa().states().len(),
+            bytes: dfa.memory_usage() + dfa.get_nfa().memory_usage(),
+            bytes_per_state,
+            build: started.elapsed(),
+        };
         let patterns = dfa.pattern_len();
+        let for_pool = dfa.clone();
         let scratch: ScratchPool = Pool::new(Box::new(move || Scratch {
+            cache: for_pool.create_cache(),
             codes: Vec::with_capacity(256),
             set: PatternSet::new(patterns),
         }));
@@ -335,12 +369,41 @@ impl Automaton {
             alphabet,
             entries,
             scratch,
-            cost: Cost {
-                bytes,
-                states,
-                build: started.elapsed(),
-            },
+            cost,
         })
+    }
+
+    /// Reads sample messages with a fresh cache and reports what it took: how warm the cache is
+    /// afterwards and whether it had to be cleared (the book thrashes its budget).
+    pub fn warm<'t>(&self, texts: impl IntoIterator<Item = (&'t Tokens, &'t [u8])>) -> Warmth {
+        let mut cache = self.dfa.create_cache();
+        let mut codes = Vec::new();
+        let mut set = PatternSet::new(self.dfa.pattern_len());
+        for (tokens, scan) in texts {
+            self.encode(tokens, scan, &mut codes);
+            set.clear();
+            let _ = self
+                .dfa
+                .try_which_overlapping_matches(&mut cache, &Input::new(&codes[..]), &mut set);
+        }
+        Warmth {
+            cache_bytes: cache.memory_usage(),
+            clears: cache.clear_count(),
+        }
+    }
+
+    fn encode(&self, tokens: &Tokens, scan: &[u8], codes: &mut Vec<u8>) {
+        codes.clear();
+        codes.extend_from_slice(&code(BOUNDARY));
+        let mut sentence = 0;
+        for t in &tokens.tokens {
+            if t.sentence != sentence {
+                codes.extend_from_slice(&code(BOUNDARY));
+                sentence = t.sentence;
+            }
+            codes.extend_from_slice(&code(self.alphabet.symbol(t, scan)));
+        }
+        codes.extend_from_slice(&code(BOUNDARY));
     }
 
     pub fn cost(&self) -> Cost {
@@ -364,22 +427,16 @@ impl Automaton {
             return;
         }
         let mut scratch = self.scratch.get();
-        let Scratch { codes, set } = &mut *scratch;
-        codes.clear();
-        codes.extend_from_slice(&code(BOUNDARY));
-        let mut sentence = 0;
-        for t in &tokens.tokens {
-            if t.sentence != sentence {
-                codes.extend_from_slice(&code(BOUNDARY));
-                sentence = t.sentence;
-            }
-            codes.extend_from_slice(&code(self.alphabet.symbol(t, scan)));
-        }
-        codes.extend_from_slice(&code(BOUNDARY));
+        let Scratch { cache, codes, set } = &mut *scratch;
+        self.encode(tokens, scan, codes);
         set.clear();
-        match self.dfa.try_which_overlapping_matches(&Input::new(&codes[..]), set) {
+        match self
+            .dfa
+            .try_which_overlapping_matches(cache, &Input::new(&codes[..]), set)
+        {
             Ok(()) => out.extend(set.iter().map(|p| p.as_usize())),
-            // A fully built DFA over these codes never quits; should it, the exact slow path.
+            // The lazy DFA never quits on these codes (it has no look-around and never gives up);
+            // should it, the exact slow path.
             Err(_) => out.extend((0..self.entries.len()).filter(|&i| {
                 let m = Matcher {
                     tokens,
@@ -452,6 +509,16 @@ impl Matcher<'_> {
         out
     }
 
+    /// Every place a match of `node` starting at token `start` can end (no further than `limit`).
+    pub fn ends(&self, node: &Node, start: usize, limit: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.walk(node, start, limit.min(self.tokens.tokens.len()), &mut |e| {
+            out.push(e);
+            false
+        });
+        out
+    }
+
     /// The leftmost match of `node`, if any.
     pub fn first(&self, node: &Node, sentences: &[super::tokens::Sentence]) -> Option<std::ops::Range<usize>> {
         self.all(node, sentences).into_iter().next()
@@ -485,12 +552,10 @@ mod tests {
             Entry {
                 node: Node::Seq(vec![havent.clone(), Node::Gap(2), received.clone()]),
                 owner: 0,
-                unless: false,
             },
             Entry {
                 node: Node::Seq(vec![Node::Opt(Box::new(still.clone())), Node::Stem("deliver".into())]),
                 owner: 1,
-                unless: false,
             },
         ];
         let automaton = Automaton::build(entries, &lex, 1 << 20).unwrap();
@@ -541,11 +606,7 @@ mod tests {
             Node::Gap(6),
             word(&mut lex, "c"),
         ]);
-        let entries = vec![Entry {
-            node,
-            owner: 0,
-            unless: false,
-        }];
+        let entries = vec![Entry { node, owner: 0 }];
         assert!(matches!(
             Automaton::build(entries, &lex, 1000),
             Err(BuildError::OverBudget { .. })

@@ -52,6 +52,8 @@ struct LexiconFile {
     spellings: BTreeMap<String, toml::Spanned<Vec<String>>>,
     #[serde(default)]
     classes: BTreeMap<String, toml::Spanned<ClassEntry>>,
+    #[serde(default)]
+    numbers: BTreeMap<String, toml::Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +88,8 @@ pub struct Lexicon {
     /// Spelling variants as written, canonical word → variants (for `check --explain`).
     variants: BTreeMap<WordId, Vec<String>>,
     classes: BTreeMap<String, Class>,
+    /// Counts written as words ("two", "a couple of", "half an"), as phrases with their values.
+    numbers: Vec<(Ast, f64)>,
 }
 
 impl Lexicon {
@@ -198,6 +202,24 @@ impl Lexicon {
                 }
             }
         }
+        // Counts in words, for reading "in two hours".
+        for (file, text) in files {
+            let Ok(parsed) = toml::from_str::<LexiconFile>(text) else {
+                continue;
+            };
+            for (words, value) in parsed.numbers {
+                let line = line_of(text, value.span().start);
+                let here = |msg: String| Problem::new(file, Some(line), Some(format!("number {words:?}")), msg);
+                match phrase::parse(&words) {
+                    Ok(ast) if ast.has_gap() => problems.push(here("a count is plain words".into())),
+                    Ok(_) if !(value.get_ref().is_finite() && *value.get_ref() > 0.0) => {
+                        problems.push(here("the value must be a positive number".into()))
+                    }
+                    Ok(ast) => lexicon.numbers.push((ast, *value.get_ref())),
+                    Err(e) => problems.push(here(e.to_string())),
+                }
+            }
+        }
         // Classes may name other classes; every name must exist and none may contain itself.
         let names: Vec<String> = lexicon.classes.keys().cloned().collect();
         for name in &names {
@@ -276,6 +298,11 @@ impl Lexicon {
             Some(best) if edit_distance(best, name) <= 3 => format!(" (did you mean {{{best}}}?)"),
             _ => " (classes are defined in lexicon.toml under [classes])".to_string(),
         }
+    }
+
+    /// Counts written as words, with their values.
+    pub fn numbers(&self) -> &[(Ast, f64)] {
+        &self.numbers
     }
 
     pub fn has_class(&self, name: &str) -> bool {

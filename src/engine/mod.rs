@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 use jiff::Timestamp;
 
-pub use automaton::{BuildError, Cost, Matcher, Node};
+pub use automaton::{BuildError, Cost, Matcher, Node, Warmth};
 pub use lexicon::{edit_distance, Class, Lexicon, WordId};
 pub use model::{Category, ConversationId, Due, DueSource, Message, MessageRef, Nudge, NudgeKind, Role, UserId};
 pub use phrase::{Ast, PhraseError};
@@ -347,7 +347,7 @@ impl Engine {
             conv.context.apologized = true;
         }
         if let Some(hit) = first(RuleKind::FollowUp) {
-            self.promise_made(id, conv, msg, text, (hit, scan.rule(hit)), out);
+            self.promise_made(id, conv, msg, (text, scan), (hit, scan.rule(hit)), out);
         }
     }
 
@@ -356,12 +356,12 @@ impl Engine {
         id: &ConversationId,
         conv: &mut Conversation,
         msg: &Message<'_>,
-        text: &Prepared<'_>,
+        (text, scan): (&Prepared<'_>, &Scan<'_>),
         (hit, rule): (&Hit, &Rule),
         out: &mut Reading,
     ) {
-        let sentence = text.sentence(hit.span.start);
-        let timeframe = Timeframe::parse(&text.scan()[sentence.span]);
+        let sentence = scan.tokens.sentence_of(hit.span.start).unwrap_or(0);
+        let timeframe = scan.rules.timeframe(text, scan.tokens, sentence);
         let due = match &timeframe {
             Some(tf) => Due {
                 at: tf.resolve(msg.at, &self.settings.schedule),

@@ -3,16 +3,6 @@
 
 use super::*;
 
-const LEXICON: &str = r#"
-[spellings]
-"haven't" = ["havent"]
-you = ["u"]
-"i'll" = ["ill"]
-[classes]
-contact = ["call", "email", "reply", "hear"]
-you_said = ["you said you'd", "u said u'd"]
-"#;
-
 const RULES: &str = r#"
 [[rule]]
 id = "nr"
@@ -63,8 +53,9 @@ title = "S"
 phrases = ["one", "two", "three", "four"]
 "#;
 
+/// The shipped lexicon: the state machine's tests read time and spelling as the product does.
 fn lexicon() -> Lexicon {
-    Lexicon::parse(&[("lexicon.toml".into(), LEXICON.into())]).unwrap()
+    Lexicon::parse(&[("lexicon.toml".into(), include_str!("../../config/lexicon.toml").into())]).unwrap()
 }
 
 fn engine_with(settings: Settings) -> Engine {

@@ -1,15 +1,22 @@
 //! When is a promise due? Reading "tomorrow by 3pm", "within 30 mins", "EOD" in a promise.
 //!
-//! Parsing finds the parts of a time expression (a delay, a clock time, a day, a part of the day)
-//! in the promise's sentence; resolving turns them into an instant in the conversation's time zone
+//! Reading finds the parts of a time expression (a delay, a clock time, a day, a part of the day)
+//! in the promise's sentence, over the words the lexicon normalised: the vocabulary ("EOD",
+//! "tmrw", "within the next") is data in `config/lexicon.toml` ([`TIME_CLASSES`]), the grammar and
+//! the meaning are here. Resolving turns the parts into an instant in the conversation's time zone
 //! using the business-hour constants from settings. Both are pure: the message time is the clock.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::ops::Range;
 
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use regex::bytes::Regex;
+
+use super::automaton::{Matcher, Node};
+use super::lexicon::{Lexicon, DIGITS};
+use super::text::Prepared;
+use super::tokens::Tokens;
 
 /// Business-hour constants that give words like "tomorrow" or "end of day" a time.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,202 +84,311 @@ enum Kind {
     Soon,
 }
 
-static DELAY: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:in|within|inside(?: of)?|in the next|within the next|over the next|give me|give us)\s+(?:about\s+|around\s+|roughly\s+|another\s+)?(an?|one|two|three|four|five|six|seven|eight|nine|ten|twelve|fifteen|twenty|thirty|forty[- ]?five|forty|ninety|half an?|a couple(?: of)?|couple(?: of)?|a few|few|\d{1,3})\s*(?:more\s+)?(mins?|minutes?|m|hrs?|hours?|h|days?|d|business days?|working days?)\b",
-    )
-});
-static WITHIN_THE_HOUR: LazyLock<Regex> = LazyLock::new(|| re(r"\bwithin (?:the|an|the next) hour\b"));
-static CLOCK: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:(by|at|before|around|until|till|til|no later than|latest by|@)\s*)?(\d{1,2})(?:[:.](\d{2}))?\s*(a\.?m\.?|p\.?m\.?|o'?clock|hrs)?(?:\s|$|[^\w:])|\b(?:by|at|before|around)\s+(noon|midday|lunch(?:time)?)\b",
-    )
-});
-static TOMORROW: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b(?:tomorrow|tomorow|tommorow|tommorrow|tomorro|tmrw|tmr|tmrrw|2moro|2morrow|tomoz)\b"));
-static TODAY: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:today|2day|tday|this afternoon)\b"));
-static EOD: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:end of (?:the |to)?(?:business )?day|eod|cob|close of business|end of business|before (?:we|i) (?:close|leave|log off|sign off))\b",
-    )
-});
-static MORNING: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:first thing|morning)\b"));
-static EVENING: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:tonight|tonite|this evening|in the evening)\b"));
-static LATER_TODAY: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\blater (?:on )?(?:today|this afternoon|this morning|in the day)\b"));
-static SOON: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(?:shortly|soon|asap|a\.s\.a\.p|as soon as (?:possible|i can|we can|i know|i hear)|right away|straight away|in a (?:bit|little while|while)|in a short while|in due course)\b",
-    )
-});
-static WEEKDAY: LazyLock<Regex> = LazyLock::new(|| {
-    re(
-        r"\b(mon|monday|tue|tues|tuesday|wed|weds|wednesday|thu|thur|thurs|thursday|fri|friday|sat|saturday|sun|sunday)\b",
-    )
-});
-static NEXT_WEEK: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b(?:next week|early next week|by the end of the week|end of (?:the |this )?week)\b"));
+/// The lexicon classes the timeframe reader reads, and what each is for. The words are data
+/// (`config/lexicon.toml`); what they mean ("tomorrow" is the next day) is here.
+pub const TIME_CLASSES: [(&str, &str); 18] = [
+    (
+        "timeframe_soon",
+        "\"shortly\", \"asap\", \"right away\": due after follow_up.soon",
+    ),
+    (
+        "timeframe_later_today",
+        "\"later today\": due after follow_up.later_today, capped at the end of the day",
+    ),
+    ("timeframe_end_of_day", "\"end of day\", \"EOD\", \"close of business\""),
+    (
+        "timeframe_morning",
+        "\"first thing\", \"morning\": the start of business hours",
+    ),
+    ("timeframe_evening", "\"tonight\", \"this evening\""),
+    ("timeframe_today", "\"today\", \"this afternoon\""),
+    ("timeframe_tomorrow", "\"tomorrow\""),
+    ("timeframe_next_week", "\"next week\", \"end of the week\""),
+    (
+        "timeframe_delay",
+        "words before an amount of time: \"in\", \"within\", \"in the next\"",
+    ),
+    (
+        "timeframe_about",
+        "words between a delay and its amount: \"about\", \"another\"",
+    ),
+    ("timeframe_minutes", "units of minutes"),
+    ("timeframe_hours", "units of hours"),
+    ("timeframe_days", "units of days: \"days\", \"business days\""),
+    (
+        "timeframe_clock_lead",
+        "words before a clock time: \"by\", \"at\", \"before\"",
+    ),
+    ("timeframe_am", "\"am\" after a clock time"),
+    ("timeframe_pm", "\"pm\" after a clock time"),
+    ("timeframe_oclock", "\"o'clock\""),
+    (
+        "timeframe_noon",
+        "\"noon\", \"midday\", \"lunchtime\" after a clock lead",
+    ),
+];
 
-fn re(pattern: &str) -> Regex {
-    regex::bytes::RegexBuilder::new(pattern)
-        .case_insensitive(true)
-        .unicode(false)
-        .build()
-        .expect("built-in timeframe pattern")
+/// The timeframe vocabulary, compiled from the lexicon.
+#[derive(Debug, Clone, Default)]
+pub struct TimeWords {
+    classes: HashMap<&'static str, Node>,
+    /// Counts in words ("two", "a couple of", "half an") and their values.
+    numbers: Vec<(Node, f64)>,
 }
 
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or("")
+impl TimeWords {
+    pub fn new(classes: HashMap<&'static str, Node>, numbers: Vec<(Node, f64)>) -> TimeWords {
+        TimeWords { classes, numbers }
+    }
 }
 
-fn count(word: &str) -> Option<i64> {
-    Some(match word.trim() {
-        "a" | "an" | "one" | "half a" | "half an" => 1,
-        "two" | "a couple" | "a couple of" | "couple" | "couple of" => 2,
-        "three" | "a few" | "few" => 3,
-        "four" => 4,
-        "five" => 5,
-        "six" => 6,
-        "seven" => 7,
-        "eight" => 8,
-        "nine" => 9,
-        "ten" => 10,
-        "twelve" => 12,
-        "fifteen" => 15,
-        "twenty" => 20,
-        "thirty" => 30,
-        "forty" => 40,
-        "ninety" => 90,
-        w if w.starts_with("forty") => 45,
-        w => w.parse().ok()?,
-    })
+/// Reads one sentence's words.
+struct Reader<'a> {
+    words: &'a TimeWords,
+    lexicon: &'a Lexicon,
+    text: &'a Prepared<'a>,
+    tokens: &'a Tokens,
+    first: usize,
+    last: usize,
+    found: Vec<Range<usize>>,
 }
 
-fn weekday(word: &str) -> Option<Weekday> {
-    Some(match &word[..3] {
-        "mon" => Weekday::Monday,
-        "tue" => Weekday::Tuesday,
-        "wed" => Weekday::Wednesday,
-        "thu" => Weekday::Thursday,
-        "fri" => Weekday::Friday,
-        "sat" => Weekday::Saturday,
-        "sun" => Weekday::Sunday,
-        _ => return None,
-    })
-}
-
-impl Timeframe {
-    /// Finds the time expression in a promise (ASCII scan text of the promise's sentence).
-    /// `None` when the promise names no time.
-    pub fn parse(sentence: &[u8]) -> Option<Timeframe> {
-        let lower = sentence.to_ascii_lowercase();
-        let s = lower.as_slice();
-        let mut words: Vec<(usize, String)> = Vec::new();
-        let note = |words: &mut Vec<(usize, String)>, m: regex::bytes::Match<'_>| {
-            words.push((m.start(), text(&sentence[m.range()]).to_string()))
-        };
-
-        if let Some(m) = WITHIN_THE_HOUR.find(s) {
-            note(&mut words, m);
-            return Some(Timeframe::new(Kind::After(SignedDuration::from_hours(1)), words));
+impl Reader<'_> {
+    fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            tokens: self.tokens,
+            scan: self.text.scan(),
+            lexicon: Some(self.lexicon),
         }
-        if let Some(c) = DELAY.captures(s) {
-            let amount = count(text(&c[1]));
-            let unit = text(&c[2]);
-            if let Some(n) = amount {
-                let minutes = match unit.as_bytes()[0] {
-                    b'm' => n,
-                    b'h' => n * 60,
-                    _ => n * 24 * 60,
-                };
-                // "half an hour": the count word carries the half.
-                let minutes = if text(&c[1]).starts_with("half") {
-                    minutes / 2
-                } else {
-                    minutes
-                };
-                if minutes > 0 {
-                    note(&mut words, c.get(0).expect("match"));
-                    return Some(Timeframe::new(Kind::After(SignedDuration::from_mins(minutes)), words));
+    }
+
+    /// Where the longest match of a class starting at token `at` ends.
+    fn ends(&self, class: &str, at: usize) -> Option<usize> {
+        let node = self.words.classes.get(class)?;
+        self.matcher().ends(node, at, self.last).into_iter().max()
+    }
+
+    /// The first match of a class in the sentence, as tokens.
+    fn find(&self, class: &str) -> Option<Range<usize>> {
+        (self.first..self.last).find_map(|at| self.ends(class, at).map(|end| at..end))
+    }
+
+    fn word(&self, at: usize) -> &str {
+        self.tokens.tokens.get(at).map_or("", |t| self.lexicon.word(t.word))
+    }
+
+    fn digits(&self, at: usize) -> Option<&str> {
+        let t = self
+            .tokens
+            .tokens
+            .get(at)
+            .filter(|t| t.word == DIGITS && at < self.last)?;
+        std::str::from_utf8(&self.text.scan()[t.start as usize..t.end as usize]).ok()
+    }
+
+    /// Notes the words a part was read from (token range), for the promise's "due from" words.
+    fn note(&mut self, tokens: Range<usize>) {
+        if tokens.is_empty() {
+            return;
+        }
+        let (a, b) = (&self.tokens.tokens[tokens.start], &self.tokens.tokens[tokens.end - 1]);
+        self.found.push(a.start as usize..b.end as usize);
+    }
+
+    /// "in 2 hours", "within the hour", "in a couple of days".
+    fn delay(&mut self) -> Option<Kind> {
+        for at in self.first..self.last {
+            let Some(lead_end) = self.ends("timeframe_delay", at) else {
+                continue;
+            };
+            let mut k = self.ends("timeframe_about", lead_end).unwrap_or(lead_end);
+            let (amount, next) = if let Some(d) = self.digits(k) {
+                (d.parse::<f64>().ok().filter(|n| *n < 1000.0)?, k + 1)
+            } else if self.word(k) == "the" && self.ends("timeframe_hours", k + 1).is_some() {
+                (1.0, k + 1)
+            } else {
+                let m = self.matcher();
+                let best = self
+                    .words
+                    .numbers
+                    .iter()
+                    .filter_map(|(node, value)| m.ends(node, k, self.last).into_iter().max().map(|e| (e, *value)))
+                    .max_by_key(|(e, _)| *e);
+                match best {
+                    Some((e, value)) => (value, e),
+                    None => continue,
+                }
+            };
+            k = next;
+            if self.word(k) == "more" {
+                k += 1;
+            }
+            let units = [
+                ("timeframe_minutes", 1.0),
+                ("timeframe_hours", 60.0),
+                ("timeframe_days", 24.0 * 60.0),
+            ];
+            for (class, minutes) in units {
+                if let Some(end) = self.ends(class, k) {
+                    let total = (amount * minutes).round() as i64;
+                    if total > 0 {
+                        self.note(at..end);
+                        return Some(Kind::After(SignedDuration::from_mins(total)));
+                    }
                 }
             }
         }
-        if let Some(m) = LATER_TODAY.find(s) {
-            note(&mut words, m);
-            return Some(Timeframe::new(Kind::LaterToday, words));
-        }
+        None
+    }
 
-        let mut day = None;
-        let mut clock = None;
-        let mut part = None;
-        for c in CLOCK.captures_iter(s) {
-            if let Some(noon) = c.get(5) {
-                clock = Some(Time::constant(12, 0, 0, 0));
-                note(&mut words, c.get(0).map(|_| noon).expect("match"));
-                break;
+    /// "by 3pm", "at 10:30", "before 14:00", "by 4", "by noon".
+    fn clock(&mut self) -> Option<Time> {
+        let lead_before = |r: &Reader<'_>, at: usize| {
+            (r.first..at)
+                .rev()
+                .take(4)
+                .find(|&s| r.ends("timeframe_clock_lead", s) == Some(at))
+        };
+        for at in self.first..self.last {
+            if let Some(noon_end) = lead_before(self, at).and(self.ends("timeframe_noon", at)) {
+                let start = lead_before(self, at).unwrap_or(at);
+                self.note(start..noon_end);
+                return Some(Time::constant(12, 0, 0, 0));
             }
-            let hour: i8 = text(&c[2]).parse().unwrap_or(99);
-            let minute: i8 = c
-                .get(3)
-                .map_or(Some(0), |m| text(m.as_bytes()).parse().ok())
-                .unwrap_or(99);
-            let suffix = c.get(4).map(|m| text(m.as_bytes()).to_string());
+            let Some(d) = self.digits(at) else { continue };
+            let (hour, mut minute) = match d.split_once('.') {
+                Some((h, m)) if m.len() == 2 => (h.parse::<i8>().ok()?, m.parse::<i8>().ok()),
+                Some(_) => continue,
+                None => (d.parse::<i8>().unwrap_or(99), None),
+            };
+            let mut end = at + 1;
+            // "10:30": the minutes are the next number, straight after a colon.
+            if minute.is_none() {
+                if let (Some(m), Some(t), Some(n)) = (
+                    self.digits(at + 1),
+                    self.tokens.tokens.get(at),
+                    self.tokens.tokens.get(at + 1),
+                ) {
+                    let between = &self.text.scan()[t.end as usize..n.start as usize];
+                    if between == b":" && m.len() == 2 {
+                        minute = m.parse().ok();
+                        end = at + 2;
+                    }
+                }
+            }
+            let suffix = ["timeframe_am", "timeframe_pm", "timeframe_oclock"]
+                .into_iter()
+                .find_map(|c| self.ends(c, end).map(|e| (c, e)));
+            let lead = lead_before(self, at);
             // A bare number is a time only after "by/at/before…" ("by 4"), never "2 items".
-            if c.get(1).is_none() && suffix.is_none() && c.get(3).is_none() {
+            if lead.is_none() && suffix.is_none() && minute.is_none() {
                 continue;
             }
-            let hour = match suffix.as_deref().map(|s| s.as_bytes()[0]) {
-                Some(b'p') if hour < 12 => hour + 12,
-                Some(b'a') if hour == 12 => 0,
-                Some(b'a' | b'p') => hour,
+            let hour = match suffix.map(|(c, _)| c) {
+                Some("timeframe_pm") if hour < 12 => hour + 12,
+                Some("timeframe_am") if hour == 12 => 0,
+                Some(_) => hour,
                 // "by 4" in a working day means the afternoon.
-                _ if c.get(3).is_none() && (1..=7).contains(&hour) => hour + 12,
-                _ => hour,
+                None if minute.is_none() && (1..=7).contains(&hour) => hour + 12,
+                None => hour,
             };
-            if let Ok(t) = Time::new(hour, minute, 0, 0) {
-                clock = Some(t);
-                let m = c.get(0).expect("match");
-                let end = m.end()
-                    - usize::from(
-                        m.as_bytes()
-                            .last()
-                            .is_some_and(|b| !b.is_ascii_alphanumeric() && *b != b'.'),
-                    );
-                words.push((m.start(), text(&sentence[m.start()..end]).trim().to_string()));
-                break;
+            if let Ok(t) = Time::new(hour, minute.unwrap_or(0), 0, 0) {
+                let stop = suffix.map_or(end, |(_, e)| e);
+                self.note(lead.unwrap_or(at)..stop);
+                return Some(t);
             }
         }
-        if let Some(m) = TOMORROW.find(s) {
-            day = Some(Day::Tomorrow);
-            note(&mut words, m);
-        } else if let Some(m) = NEXT_WEEK.find(s) {
-            day = Some(Day::NextWeek);
-            note(&mut words, m);
-        } else if let Some(c) = WEEKDAY.captures(s) {
-            day = weekday(text(&c[1])).map(Day::Weekday);
-            note(&mut words, c.get(0).expect("match"));
-        } else if let Some(m) = TODAY.find(s) {
-            day = Some(Day::Today);
-            note(&mut words, m);
-        }
-        if let Some(m) = EOD.find(s) {
-            part = Some(Part::EndOfDay);
-            note(&mut words, m);
-        } else if let Some(m) = MORNING.find(s) {
-            part = Some(Part::Morning);
-            note(&mut words, m);
-        } else if let Some(m) = EVENING.find(s) {
-            part = Some(Part::Evening);
-            note(&mut words, m);
-        }
-        if day.is_some() || clock.is_some() || part.is_some() {
-            return Some(Timeframe::new(Kind::Calendar { day, clock, part }, words));
-        }
-        if let Some(m) = SOON.find(s) {
-            note(&mut words, m);
-            return Some(Timeframe::new(Kind::Soon, words));
+        None
+    }
+
+    fn weekday(&mut self) -> Option<Weekday> {
+        for at in self.first..self.last {
+            let day = match self.word(at) {
+                "monday" => Weekday::Monday,
+                "tuesday" => Weekday::Tuesday,
+                "wednesday" => Weekday::Wednesday,
+                "thursday" => Weekday::Thursday,
+                "friday" => Weekday::Friday,
+                "saturday" => Weekday::Saturday,
+                "sunday" => Weekday::Sunday,
+                _ => continue,
+            };
+            self.note(at..at + 1);
+            return Some(day);
         }
         None
+    }
+
+    fn class(&mut self, class: &str) -> bool {
+        match self.find(class) {
+            Some(r) => {
+                self.note(r);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Timeframe {
+    /// Finds the time expression in one sentence of a promise. `None` when it names no time.
+    pub fn read(
+        words: &TimeWords,
+        lexicon: &Lexicon,
+        text: &Prepared<'_>,
+        tokens: &Tokens,
+        sentence: usize,
+    ) -> Option<Timeframe> {
+        let s = tokens.sentences.get(sentence)?;
+        let mut r = Reader {
+            words,
+            lexicon,
+            text,
+            tokens,
+            first: s.first as usize,
+            last: s.last as usize,
+            found: Vec::new(),
+        };
+        let kind = if let Some(after) = r.delay() {
+            after
+        } else if r.class("timeframe_later_today") {
+            Kind::LaterToday
+        } else {
+            let clock = r.clock();
+            let day = if r.class("timeframe_tomorrow") {
+                Some(Day::Tomorrow)
+            } else if r.class("timeframe_next_week") {
+                Some(Day::NextWeek)
+            } else if let Some(w) = r.weekday() {
+                Some(Day::Weekday(w))
+            } else if r.class("timeframe_today") {
+                Some(Day::Today)
+            } else {
+                None
+            };
+            let part = if r.class("timeframe_end_of_day") {
+                Some(Part::EndOfDay)
+            } else if r.class("timeframe_morning") {
+                Some(Part::Morning)
+            } else if r.class("timeframe_evening") {
+                Some(Part::Evening)
+            } else {
+                None
+            };
+            if day.is_some() || clock.is_some() || part.is_some() {
+                Kind::Calendar { day, clock, part }
+            } else if r.class("timeframe_soon") {
+                Kind::Soon
+            } else {
+                return None;
+            }
+        };
+        let words = r
+            .found
+            .iter()
+            .map(|span| (span.start, text.original(span.clone()).to_string()))
+            .collect();
+        Some(Timeframe::new(kind, words))
     }
 
     fn new(kind: Kind, mut words: Vec<(usize, String)>) -> Timeframe {
@@ -353,8 +469,28 @@ mod tests {
         format!("2026-11-23T{hm}:00Z").parse().unwrap()
     }
 
+    /// The shipped lexicon's timeframe words, with a one-rule book around them.
+    fn rules() -> &'static crate::engine::RuleSet {
+        static RULES: std::sync::OnceLock<crate::engine::RuleSet> = std::sync::OnceLock::new();
+        RULES.get_or_init(|| {
+            let lexicon = Lexicon::parse(&[(
+                "config/lexicon.toml".into(),
+                include_str!("../../config/lexicon.toml").into(),
+            )])
+            .expect("shipped lexicon");
+            let book = "[[rule]]\nid = \"a\"\nkind = \"apology\"\nphrases = [\"sorry\"]\n";
+            crate::engine::RuleSet::parse(&lexicon, &[("rules.toml".into(), book.into())], 1 << 20).expect("book")
+        })
+    }
+
+    fn parse(sentence: &str) -> Option<Timeframe> {
+        let text = Prepared::new(sentence);
+        let tokens = rules().tokens(&text);
+        rules().timeframe(&text, &tokens, 0)
+    }
+
     fn due(sentence: &str, now: &str) -> Option<String> {
-        let tf = Timeframe::parse(sentence.as_bytes())?;
+        let tf = parse(sentence)?;
         Some(tf.resolve(at(now), &Schedule::default()).to_string())
     }
 
@@ -494,7 +630,7 @@ mod tests {
             time_zone: TimeZone::get("America/New_York").unwrap(),
             ..Schedule::default()
         };
-        let tf = Timeframe::parse(b"I'll call you back by 3pm").unwrap();
+        let tf = parse("I'll call you back by 3pm").unwrap();
         // 10:00 UTC is 05:00 in New York; 15:00 there is 20:00 UTC.
         assert_eq!(tf.resolve(at("10:00"), &schedule).to_string(), "2026-11-23T20:00:00Z");
         assert_eq!(tf.words, "by 3pm");
@@ -502,7 +638,7 @@ mod tests {
 
     #[test]
     fn words_are_reported_as_written() {
-        let tf = Timeframe::parse(b"I'll call you back Tomorrow by 3PM").unwrap();
+        let tf = parse("I'll call you back Tomorrow by 3PM").unwrap();
         assert_eq!(tf.words, "Tomorrow by 3PM");
     }
 }

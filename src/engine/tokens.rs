@@ -221,8 +221,19 @@ impl Tokens {
 
     /// The sentence a scan position falls in (the last one for positions past the end).
     pub fn sentence_at(&self, pos: usize) -> Option<&Sentence> {
-        let i = self.sentences.partition_point(|s| (s.end as usize) <= pos);
-        self.sentences.get(i).or(self.sentences.last())
+        self.sentence_of(pos).map(|i| &self.sentences[i])
+    }
+
+    /// The index of the sentence a scan position falls in.
+    pub fn sentence_of(&self, pos: usize) -> Option<usize> {
+        if self.sentences.is_empty() {
+            return None;
+        }
+        Some(
+            self.sentences
+                .partition_point(|s| (s.end as usize) <= pos)
+                .min(self.sentences.len() - 1),
+        )
     }
 
     /// The words of the message as the lexicon reads them: canonical words, shapes as `{digits}`,
