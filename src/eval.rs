@@ -1,14 +1,65 @@
-//! Scoring nudges against labelled transcripts: precision, recall and F1 per kind and category.
+//! Scoring against labelled transcripts: precision, recall and F1 per kind and category, for
+//! detections and for nudges apart.
 //!
-//! A label names a nudge that should fire on its line: `kind` or `kind:category`. Reminders are
-//! labelled on the promise's line, which is the line their nudges carry. A nudge matches a label
-//! on the same line with the same kind; where the label names a category, the category is scored
-//! too.
+//! A line's `labels` name the detections it holds (`kind` or `kind:category`, by
+//! `docs/labelling.md`); its `nudges`, when given, the nudges it should cause, and otherwise the
+//! nudges expected are its labels. Detections are scored against the labels of the detection
+//! kinds, every detection counting whether or not the nudge policy let it through; nudges are
+//! scored against the nudges expected. Reminders are labelled on the promise's line, which is the
+//! line their nudges carry. A finding matches a label on the same line with the same kind; where
+//! the label names a category, the category is scored too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::engine::{Category, Nudge, NudgeKind};
+use crate::engine::{Category, Detection, Nudge, NudgeKind};
+
+/// The kinds a message itself can hold; the other nudge kinds are about a promise's timing.
+pub const DETECTION_KINDS: [NudgeKind; 4] = [
+    NudgeKind::PriorFailure,
+    NudgeKind::ExplainBeforeApology,
+    NudgeKind::FollowUpPromised,
+    NudgeKind::FollowUpNoTimeframe,
+];
+
+/// Something Backstop found on a line: (line, kind, category).
+pub type Finding = (u64, NudgeKind, Option<Category>);
+
+/// Nudges as findings.
+pub fn of_nudges(nudges: &[Nudge]) -> Vec<Finding> {
+    nudges.iter().map(|n| (n.source.0, n.kind, n.category)).collect()
+}
+
+/// Detections as findings: every one, nudged or not.
+pub fn of_detections(detections: &[Detection]) -> Vec<Finding> {
+    detections.iter().map(|d| (d.source.0, d.kind, d.category)).collect()
+}
+
+/// A line's labels of the detection kinds.
+pub fn detection_labels(labels: &[String]) -> Vec<String> {
+    labels
+        .iter()
+        .filter(|l| {
+            let kind = l.split(':').next().unwrap_or("");
+            DETECTION_KINDS.iter().any(|k| k.as_str() == kind)
+        })
+        .cloned()
+        .collect()
+}
+
+/// One transcript's (or several merged) detection and nudge scores.
+#[derive(Debug, Default, Clone)]
+pub struct Evaluation {
+    pub detections: Score,
+    pub nudges: Score,
+}
+
+impl Evaluation {
+    pub fn merge(&mut self, other: Evaluation) {
+        self.detections.merge(other.detections);
+        self.nudges.merge(other.nudges);
+    }
+}
 
 /// True/false positive and false negative counts.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -98,10 +149,10 @@ fn label_of(kind: NudgeKind, category: Option<Category>) -> String {
     }
 }
 
-/// Scores `nudges` against the labels of each line (`(line, labels)`).
+/// Scores findings against the labels of each line (`(line, labels)`).
 pub fn score<'a>(
     expected: impl IntoIterator<Item = (u64, &'a [String])>,
-    nudges: &[Nudge],
+    found: &[Finding],
 ) -> Result<Score, LabelError> {
     let mut want: BTreeMap<(u64, NudgeKind), Option<Category>> = BTreeMap::new();
     for (line, labels) in expected {
@@ -110,8 +161,7 @@ pub fn score<'a>(
             want.insert((line, kind), category);
         }
     }
-    let got: BTreeMap<(u64, NudgeKind), Option<Category>> =
-        nudges.iter().map(|n| ((n.source.0, n.kind), n.category)).collect();
+    let got: BTreeMap<(u64, NudgeKind), Option<Category>> = found.iter().map(|(l, k, c)| ((*l, *k), *c)).collect();
     let mut score = Score::default();
     let keys: BTreeSet<_> = want.keys().chain(got.keys()).copied().collect();
     for key @ (line, kind) in keys {
@@ -221,7 +271,7 @@ impl fmt::Display for Score {
 /// Replays one labelled transcript through a fresh engine sharing `engine`'s rules and scores
 /// it. The clock runs on three days past the last message, so every promise reaches its
 /// reminder and overdue notice.
-pub fn evaluate(engine: &crate::engine::Engine, file: &str, text: &str) -> Result<Score, EvalError> {
+pub fn evaluate(engine: &crate::engine::Engine, file: &str, text: &str) -> Result<Evaluation, EvalError> {
     let records = crate::transcript::parse_all(text)?;
     let engine = engine.with_settings(engine.settings().clone());
     let until = records
@@ -229,12 +279,24 @@ pub fn evaluate(engine: &crate::engine::Engine, file: &str, text: &str) -> Resul
         .map(|(_, r)| r.ts)
         .max()
         .and_then(|last| last.checked_add(jiff::SignedDuration::from_hours(72)).ok());
-    let nudges = crate::replay::replay_all(&engine, records.iter().map(|(l, r)| (*l, r)), until);
-    let mut score = score(records.iter().map(|(l, r)| (*l, r.labels.as_slice())), &nudges)?;
-    for m in score.misses.iter_mut().chain(score.false_alarms.iter_mut()) {
-        m.file = file.to_string();
+    let outcome = crate::replay::replay_all(&engine, records.iter().map(|(l, r)| (*l, r)), until);
+    let wanted: Vec<(u64, Vec<String>)> = records.iter().map(|(l, r)| (*l, detection_labels(&r.labels))).collect();
+    let mut detections = score(
+        wanted.iter().map(|(l, v)| (*l, v.as_slice())),
+        &of_detections(&outcome.detections),
+    )?;
+    let mut nudges = score(
+        records
+            .iter()
+            .map(|(l, r)| (*l, r.nudges.as_deref().unwrap_or(r.labels.as_slice()))),
+        &of_nudges(&outcome.nudges),
+    )?;
+    for s in [&mut detections, &mut nudges] {
+        for m in s.misses.iter_mut().chain(s.false_alarms.iter_mut()) {
+            m.file = file.to_string();
+        }
     }
-    Ok(score)
+    Ok(Evaluation { detections, nudges })
 }
 
 /// Why a labelled transcript could not be scored.
@@ -310,7 +372,7 @@ mod tests {
             nudge(2, NudgeKind::PriorFailure, Some(Category::NotReceived)),
             nudge(4, NudgeKind::ExplainBeforeApology, Some(Category::InsteadOfApology)),
         ];
-        let s = score(labels.iter().map(|(l, v)| (*l, v.as_slice())), &nudges).unwrap();
+        let s = score(labels.iter().map(|(l, v)| (*l, v.as_slice())), &of_nudges(&nudges)).unwrap();
         let pf = s.by_kind[&NudgeKind::PriorFailure];
         assert_eq!((pf.true_pos, pf.false_pos, pf.false_neg), (2, 0, 0));
         let nr = s.by_category[&(NudgeKind::PriorFailure, Category::NotReceived)];

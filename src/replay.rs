@@ -6,8 +6,22 @@
 
 use jiff::Timestamp;
 
-use crate::engine::{Engine, Nudge};
+use crate::engine::{Detection, Engine, Nudge};
 use crate::transcript::Record;
+
+/// What feeding messages produced: the nudges delivered and every detection, nudged or not.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub nudges: Vec<Nudge>,
+    pub detections: Vec<Detection>,
+}
+
+impl Outcome {
+    fn extend(&mut self, other: Outcome) {
+        self.nudges.extend(other.nudges);
+        self.detections.extend(other.detections);
+    }
+}
 
 /// A replay in progress.
 #[derive(Debug)]
@@ -32,14 +46,18 @@ impl<'e> Replay<'e> {
     }
 
     /// Feeds the message read from input line `line`; returns the reminders that fell due before
-    /// it, then the nudges it caused.
-    pub fn feed(&mut self, line: u64, record: &Record) -> Vec<Nudge> {
+    /// it, then the nudges it caused, and its detections.
+    pub fn feed(&mut self, line: u64, record: &Record) -> Outcome {
         let at = self.clock.map_or(record.ts, |c| c.max(record.ts));
         self.clock = Some(at);
-        let mut out = self.engine.fire_due(at);
+        let mut nudges = self.engine.fire_due(at);
         self.sweep(at);
-        out.extend(self.engine.observe(&record.message(at, line)));
-        out
+        let reading = self.engine.read(&record.message(at, line), false);
+        nudges.extend(reading.nudges);
+        Outcome {
+            nudges,
+            detections: reading.detections,
+        }
     }
 
     /// Fires what falls due up to `until` (default: the last message's time).
@@ -64,17 +82,17 @@ impl<'e> Replay<'e> {
 }
 
 /// Replays whole transcript records (numbered from line 1) and returns every nudge, reminders
-/// included up to `until`.
+/// included up to `until`, and every detection.
 pub fn replay_all<'a>(
     engine: &Engine,
     records: impl IntoIterator<Item = (u64, &'a Record)>,
     until: Option<Timestamp>,
-) -> Vec<Nudge> {
+) -> Outcome {
     let mut replay = Replay::new(engine);
-    let mut out = Vec::new();
+    let mut out = Outcome::default();
     for (line, record) in records {
         out.extend(replay.feed(line, record));
     }
-    out.extend(replay.finish(until));
+    out.nudges.extend(replay.finish(until));
     out
 }

@@ -1,8 +1,9 @@
 //! The transcript format: JSON Lines, one message per line.
 //!
 //! `{"conversation": "c1", "author": "u1", "role": "customer"|"agent", "text": "...", "ts": "RFC3339"}`
-//! plus, in labelled files, `"labels": ["prior_failure:not_received", ...]`. Unknown fields are
-//! ignored so transcripts can carry more than Backstop reads.
+//! plus, in labelled files, `"labels": ["prior_failure:not_received", ...]` (the detections the
+//! message holds, by `docs/labelling.md`) and, where the nudges expected differ from them,
+//! `"nudges": [...]`. Unknown fields are ignored so transcripts can carry more than Backstop reads.
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -20,6 +21,10 @@ pub struct Record {
     pub ts: Timestamp,
     #[serde(default)]
     pub labels: Vec<String>,
+    /// The nudges this message should cause, when they differ from its detections (a repeated
+    /// cue merged into the first one's nudge, a reminder due on a promise).
+    #[serde(default)]
+    pub nudges: Option<Vec<String>>,
 }
 
 impl Record {
@@ -99,9 +104,11 @@ fn diagnose(text: &str) -> String {
             _ => {}
         }
     }
-    if let Some(labels) = map.get("labels") {
-        if !labels.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-            return "field `labels`: expected an array of strings".into();
+    for field in ["labels", "nudges"] {
+        if let Some(list) = map.get(field) {
+            if !list.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+                return format!("field `{field}`: expected an array of strings");
+            }
         }
     }
     match serde_json::from_str::<Record>(text) {

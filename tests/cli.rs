@@ -20,10 +20,25 @@ fn jsonl(lines: &[String]) -> String {
     lines.join("\n") + "\n"
 }
 
-fn nudges(stdout: &[u8]) -> Vec<Value> {
+/// Every JSON line of `replay --json`: nudges, and detections the policy held back.
+fn lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("each stdout line is JSON"))
+        .collect()
+}
+
+fn nudges(stdout: &[u8]) -> Vec<Value> {
+    lines(stdout)
+        .into_iter()
+        .filter(|v| v.get("suppressed").is_none())
+        .collect()
+}
+
+fn held(stdout: &[u8]) -> Vec<Value> {
+    lines(stdout)
+        .into_iter()
+        .filter(|v| v.get("suppressed").is_some())
         .collect()
 }
 
@@ -199,8 +214,42 @@ fn odd_messages_are_handled() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let all = nudges(&out.stdout);
-    assert_eq!(all.len(), 1, "one cue, then cooldown: {all:?}");
+    assert_eq!(all.len(), 1, "one cue, then the same one merged: {all:?}");
     assert_eq!(all[0]["line"], 2);
+    let merged = held(&out.stdout);
+    assert_eq!(merged.len(), 1, "{merged:?}");
+    assert_eq!(
+        (merged[0]["line"].as_u64(), merged[0]["suppressed"].as_str()),
+        (Some(3), Some("repeated"))
+    );
+    assert!(merged[0].get("text").is_none(), "a held detection is not delivered");
+}
+
+#[test]
+fn a_line_of_invalid_utf8_is_one_skipped_line() {
+    let mut input = line("c1", "cust", "customer", "hi", "2026-11-23T10:00:00Z").into_bytes();
+    input.extend_from_slice(b"\n{\"conversation\": \"c1\", \"text\": \"\xff\xfe\"}\n");
+    input.extend_from_slice(
+        line(
+            "c1",
+            "cust",
+            "customer",
+            "I haven't received it",
+            "2026-11-23T10:01:00Z",
+        )
+        .as_bytes(),
+    );
+    input.push(b'\n');
+    let out = backstop()
+        .args(["replay", "--json", "--skip-invalid", "-"])
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("skipped line 2: not valid UTF-8"), "{stderr}");
+    assert!(stderr.contains("1 invalid lines skipped"), "{stderr}");
+    assert_eq!(nudges(&out.stdout).len(), 1, "the lines after it are still read");
 }
 
 #[test]
@@ -398,7 +447,7 @@ fn eval_scores_a_labelled_file_exactly() {
     let out = backstop().args(["eval", "--json"]).arg(&file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pf = &v["by_kind"]["prior_failure"];
+    let pf = &v["detections"]["by_kind"]["prior_failure"];
     assert_eq!(
         (
             pf["true_pos"].as_u64(),
@@ -409,9 +458,17 @@ fn eval_scores_a_labelled_file_exactly() {
     );
     assert_eq!(pf["precision"].as_f64(), Some(0.5));
     assert_eq!(pf["recall"].as_f64(), Some(0.5));
-    assert_eq!(v["misses"][0]["line"].as_u64(), Some(3));
-    assert_eq!(v["false_alarms"][0]["line"].as_u64(), Some(4));
-    assert!(v["false_alarms"][0]["text"].as_str().unwrap().contains("third time"));
+    assert_eq!(v["detections"]["misses"][0]["line"].as_u64(), Some(3));
+    assert_eq!(v["detections"]["false_alarms"][0]["line"].as_u64(), Some(4));
+    assert!(v["detections"]["false_alarms"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("third time"));
+    assert_eq!(
+        v["nudges"]["by_kind"]["prior_failure"]["true_pos"].as_u64(),
+        Some(1),
+        "nudges are scored apart"
+    );
     // Below the floor: non-zero exit, naming the kind.
     let out = backstop()
         .args(["eval", "--min-f1", "0.9"])
@@ -419,7 +476,7 @@ fn eval_scores_a_labelled_file_exactly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("prior_failure 0.500"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("detections: prior_failure 0.500"));
 }
 
 #[test]
@@ -443,11 +500,13 @@ fn eval_compare_shows_what_a_rule_change_gains_and_loses() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["fixed_misses"][0]["line"].as_u64(), Some(3), "{v}");
-    assert_eq!(v["new_misses"][0]["line"].as_u64(), Some(1), "{v}");
-    assert_eq!(v["fixed_false_alarms"][0]["line"].as_u64(), Some(4), "{v}");
-    assert_eq!(v["new_false_alarms"].as_array().map(Vec::len), Some(0), "{v}");
-    assert_eq!(v["new"]["prior_failure"]["true_pos"].as_u64(), Some(1), "{v}");
+    let d = &v["detections"];
+    assert_eq!(d["fixed_misses"][0]["line"].as_u64(), Some(3), "{v}");
+    assert_eq!(d["new_misses"][0]["line"].as_u64(), Some(1), "{v}");
+    assert_eq!(d["fixed_false_alarms"][0]["line"].as_u64(), Some(4), "{v}");
+    assert_eq!(d["new_false_alarms"].as_array().map(Vec::len), Some(0), "{v}");
+    assert_eq!(d["new"]["prior_failure"]["true_pos"].as_u64(), Some(1), "{v}");
+    assert_eq!(v["nudges"]["new"]["prior_failure"]["true_pos"].as_u64(), Some(1), "{v}");
 }
 
 #[test]
@@ -522,12 +581,12 @@ fn export_labels_turns_feedback_into_a_regression_set_for_eval() {
     let out = backstop().args(["eval", "--json"]).arg(&labels).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let pf = &v["by_kind"]["prior_failure"];
+    let pf = &v["detections"]["by_kind"]["prior_failure"];
     assert_eq!(
         (pf["true_pos"].as_u64(), pf["false_pos"].as_u64()),
         (Some(1), Some(1)),
         "{v}"
     );
-    let ex = &v["by_kind"]["explain_before_apology"];
+    let ex = &v["detections"]["by_kind"]["explain_before_apology"];
     assert_eq!(ex["false_pos"].as_u64(), Some(1), "the 👎 explanation still fires: {v}");
 }

@@ -1,5 +1,5 @@
-//! `backstop eval`: precision, recall and F1 of the rules on labelled transcripts, and what a
-//! rule change gains and loses (`--compare OLD NEW`).
+//! `backstop eval`: precision, recall and F1 on labelled transcripts, detections and nudges apart,
+//! and what a rule change gains and loses (`--compare OLD NEW`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,27 +28,41 @@ pub struct EvalArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
-    /// Exit with status 1 when any nudge kind's F1 is below this.
+    /// Exit with status 1 when any kind's F1, for detections or for nudges, is below this.
     #[arg(long, value_name = "F1")]
     min_f1: Option<f64>,
 }
 
-/// One scored file's mismatches, with the file and the line's text.
-struct Scored {
+/// A mismatch with its file and the line's text.
+type Listed = (String, Mismatch, String);
+
+/// One part (detections or nudges) scored over every file, mismatches with their text.
+#[derive(Default)]
+struct Part {
     score: Score,
-    /// (file, line, label, text) for misses and false alarms.
-    misses: Vec<(String, Mismatch, String)>,
-    false_alarms: Vec<(String, Mismatch, String)>,
+    misses: Vec<Listed>,
+    false_alarms: Vec<Listed>,
+}
+
+/// Both parts over every file.
+#[derive(Default)]
+struct Scored {
+    detections: Part,
+    nudges: Part,
+}
+
+impl Scored {
+    fn parts(&self) -> [(&'static str, &Part); 2] {
+        [("detections", &self.detections), ("nudges", &self.nudges)]
+    }
 }
 
 fn run_files(engine: &Engine, files: &[PathBuf]) -> anyhow::Result<Scored> {
-    let mut total = Score::default();
-    let mut misses = Vec::new();
-    let mut false_alarms = Vec::new();
+    let mut total = Scored::default();
     for file in files {
         let name = file.display().to_string();
         let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?;
-        let score = evaluate(engine, &name, &text).with_context(|| name.clone())?;
+        let evaluation = evaluate(engine, &name, &text).with_context(|| name.clone())?;
         let line_text = |line: u64| {
             text.lines()
                 .nth(line.saturating_sub(1) as usize)
@@ -56,25 +70,21 @@ fn run_files(engine: &Engine, files: &[PathBuf]) -> anyhow::Result<Scored> {
                 .and_then(|v| v["text"].as_str().map(str::to_string))
                 .unwrap_or_default()
         };
-        misses.extend(
-            score
-                .misses
-                .iter()
-                .map(|m| (name.clone(), m.clone(), line_text(m.line))),
-        );
-        false_alarms.extend(
-            score
-                .false_alarms
-                .iter()
-                .map(|m| (name.clone(), m.clone(), line_text(m.line))),
-        );
-        total.merge(score);
+        for (part, score) in [
+            (&mut total.detections, evaluation.detections),
+            (&mut total.nudges, evaluation.nudges),
+        ] {
+            let listed = |list: &[Mismatch]| -> Vec<Listed> {
+                list.iter()
+                    .map(|m| (name.clone(), m.clone(), line_text(m.line)))
+                    .collect()
+            };
+            part.misses.extend(listed(&score.misses));
+            part.false_alarms.extend(listed(&score.false_alarms));
+            part.score.merge(score);
+        }
     }
-    Ok(Scored {
-        score: total,
-        misses,
-        false_alarms,
-    })
+    Ok(total)
 }
 
 fn counts_json(c: &Counts) -> serde_json::Value {
@@ -82,10 +92,14 @@ fn counts_json(c: &Counts) -> serde_json::Value {
            "precision": c.precision(), "recall": c.recall(), "f1": c.f1()})
 }
 
-fn mismatch_json(list: &[(String, Mismatch, String)]) -> Vec<serde_json::Value> {
+fn mismatch_json(list: &[Listed]) -> Vec<serde_json::Value> {
     list.iter()
         .map(|(file, m, text)| json!({"file": file, "line": m.line, "label": m.label, "text": text}))
         .collect()
+}
+
+fn kinds_json(s: &Score) -> serde_json::Map<String, serde_json::Value> {
+    s.by_kind.iter().map(|(k, c)| (k.to_string(), counts_json(c))).collect()
 }
 
 fn engine_for(sources: &SourceArgs, config: Option<&PathBuf>) -> anyhow::Result<Engine> {
@@ -96,40 +110,71 @@ fn engine_for(sources: &SourceArgs, config: Option<&PathBuf>) -> anyhow::Result<
     Ok(s.engine()?)
 }
 
+/// The kinds below the floor, as "part kind F1".
+fn below(scored: &Scored, floor: f64) -> Vec<String> {
+    scored
+        .parts()
+        .into_iter()
+        .flat_map(|(name, part)| {
+            part.score
+                .by_kind
+                .iter()
+                .filter(|(_, c)| c.f1() < floor)
+                .map(move |(k, c)| format!("{name}: {k} {:.3}", c.f1()))
+        })
+        .collect()
+}
+
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if let Some(dirs) = &args.compare {
         return compare(&args, &dirs[0], &dirs[1]);
     }
     let engine = engine_for(&args.sources, None)?;
     let scored = run_files(&engine, &args.files)?;
-    let score = &scored.score;
     if args.json {
-        let out = json!({
-            "by_kind": score.by_kind.iter().map(|(k, c)| (k.to_string(), counts_json(c))).collect::<serde_json::Map<_, _>>(),
-            "by_category": score.by_category.iter().map(|((k, cat), c)| (format!("{k}:{cat}"), counts_json(c))).collect::<serde_json::Map<_, _>>(),
-            "misses": mismatch_json(&scored.misses),
-            "false_alarms": mismatch_json(&scored.false_alarms),
-        });
+        let mut out = serde_json::Map::new();
+        for (name, part) in scored.parts() {
+            let s = &part.score;
+            out.insert(
+                name.to_string(),
+                json!({
+                    "by_kind": kinds_json(s),
+                    "by_category": s.by_category.iter().map(|((k, cat), c)| (format!("{k}:{cat}"), counts_json(c))).collect::<serde_json::Map<_, _>>(),
+                    "misses": mismatch_json(&part.misses),
+                    "false_alarms": mismatch_json(&part.false_alarms),
+                }),
+            );
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for (file, m, text) in &scored.misses {
+        // What the rules and model missed or over-read; nudge-only differences come after.
+        let d = &scored.detections;
+        for (file, m, text) in &d.misses {
             println!("miss         {file}:{} {} | {text}", m.line, m.label);
         }
-        for (file, m, text) in &scored.false_alarms {
+        for (file, m, text) in &d.false_alarms {
             println!("false alarm  {file}:{} {} | {text}", m.line, m.label);
         }
-        if !scored.misses.is_empty() || !scored.false_alarms.is_empty() {
-            println!();
+        let n = &scored.nudges;
+        let only = |list: &[Listed], other: &[Listed]| -> Vec<Listed> {
+            list.iter()
+                .filter(|(f, m, _)| !other.iter().any(|(g, o, _)| f == g && o == m))
+                .cloned()
+                .collect()
+        };
+        for (file, m, text) in only(&n.misses, &d.misses) {
+            println!("nudge miss   {file}:{} {} | {text}", m.line, m.label);
         }
-        print!("{score}");
+        for (file, m, text) in only(&n.false_alarms, &d.false_alarms) {
+            println!("extra nudge  {file}:{} {} | {text}", m.line, m.label);
+        }
+        println!("\ndetections (every message that meets a definition, nudged or not)");
+        print!("{}", d.score);
+        println!("\nnudges (what agents receive after the nudge policy)");
+        print!("{}", n.score);
     }
     if let Some(floor) = args.min_f1 {
-        let below: Vec<String> = score
-            .by_kind
-            .iter()
-            .filter(|(_, c)| c.f1() < floor)
-            .map(|(k, c)| format!("{k} {:.3}", c.f1()))
-            .collect();
+        let below = below(&scored, floor);
         if !below.is_empty() {
             eprintln!("backstop: F1 below {floor}: {}", below.join(", "));
             return Ok(ExitCode::from(1));
@@ -147,61 +192,61 @@ fn compare(args: &EvalArgs, old_dir: &PathBuf, new_dir: &PathBuf) -> anyhow::Res
         &engine_for(&args.sources, Some(new_dir)).with_context(|| format!("loading {}", new_dir.display()))?,
         &args.files,
     )?;
-    let diff = Comparison::of(&old.score, &new.score);
-    // The text of a line, from whichever run listed it.
-    let text_of = |m: &Mismatch| {
-        old.misses
-            .iter()
-            .chain(&old.false_alarms)
-            .chain(&new.misses)
-            .chain(&new.false_alarms)
-            .find(|(_, x, _)| x == m)
-            .map(|(f, _, t)| (f.clone(), t.clone()))
-            .unwrap_or_default()
-    };
-    let with_text = |list: &[Mismatch]| -> Vec<(String, Mismatch, String)> {
-        list.iter()
-            .map(|m| {
-                let (f, t) = text_of(m);
-                (f, m.clone(), t)
-            })
-            .collect()
-    };
-    let sections = [
-        ("fixed misses", with_text(&diff.fixed_misses)),
-        ("new misses", with_text(&diff.new_misses)),
-        ("fixed false alarms", with_text(&diff.fixed_false_alarms)),
-        ("new false alarms", with_text(&diff.new_false_alarms)),
-    ];
-    if args.json {
-        let kinds = |s: &Score| {
-            s.by_kind
+    let mut json_out = serde_json::Map::new();
+    let mut regressed = false;
+    for ((name, old), (_, new)) in old.parts().into_iter().zip(new.parts()) {
+        let diff = Comparison::of(&old.score, &new.score);
+        regressed |= !diff.new_misses.is_empty() || !diff.new_false_alarms.is_empty();
+        // The text of a line, from whichever run listed it.
+        let text_of = |m: &Mismatch| {
+            old.misses
                 .iter()
-                .map(|(k, c)| (k.to_string(), counts_json(c)))
-                .collect::<serde_json::Map<_, _>>()
+                .chain(&old.false_alarms)
+                .chain(&new.misses)
+                .chain(&new.false_alarms)
+                .find(|(_, x, _)| x == m)
+                .map(|(f, _, t)| (f.clone(), t.clone()))
+                .unwrap_or_default()
         };
-        let mut out = json!({"old": kinds(&old.score), "new": kinds(&new.score)});
-        for (name, list) in &sections {
-            out[name.replace(' ', "_")] = json!(mismatch_json(list));
-        }
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!("{:<28} {:>8} {:>8}   (F1)", "kind", "old", "new");
-        for (kind, c) in &new.score.by_kind {
-            let before = old.score.by_kind.get(kind).map_or(1.0, Counts::f1);
-            println!("{:<28} {:>8.3} {:>8.3}", kind.to_string(), before, c.f1());
-        }
-        for (name, list) in &sections {
-            println!("\n{name} ({})", list.len());
-            for (file, m, text) in list {
-                println!("  {file}:{} {} | {text}", m.line, m.label);
+        let with_text = |list: &[Mismatch]| -> Vec<Listed> {
+            list.iter()
+                .map(|m| {
+                    let (f, t) = text_of(m);
+                    (f, m.clone(), t)
+                })
+                .collect()
+        };
+        let sections = [
+            ("fixed misses", with_text(&diff.fixed_misses)),
+            ("new misses", with_text(&diff.new_misses)),
+            ("fixed false alarms", with_text(&diff.fixed_false_alarms)),
+            ("new false alarms", with_text(&diff.new_false_alarms)),
+        ];
+        if args.json {
+            let mut part = json!({"old": kinds_json(&old.score), "new": kinds_json(&new.score)});
+            for (section, list) in &sections {
+                part[section.replace(' ', "_")] = json!(mismatch_json(list));
             }
+            json_out.insert(name.to_string(), part);
+        } else {
+            println!("{name}\n{:<28} {:>8} {:>8}   (F1)", "kind", "old", "new");
+            for (kind, c) in &new.score.by_kind {
+                let before = old.score.by_kind.get(kind).map_or(1.0, Counts::f1);
+                println!("{:<28} {:>8.3} {:>8.3}", kind.to_string(), before, c.f1());
+            }
+            for (section, list) in &sections {
+                println!("\n{name}: {section} ({})", list.len());
+                for (file, m, text) in list {
+                    println!("  {file}:{} {} | {text}", m.line, m.label);
+                }
+            }
+            println!();
         }
     }
-    let regressed = !diff.new_misses.is_empty() || !diff.new_false_alarms.is_empty();
-    let below = args
-        .min_f1
-        .is_some_and(|floor| new.score.by_kind.values().any(|c| c.f1() < floor));
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json_out)?);
+    }
+    let below = args.min_f1.is_some_and(|floor| !below(&new, floor).is_empty());
     Ok(if below || (regressed && args.min_f1.is_some()) {
         ExitCode::from(1)
     } else {

@@ -14,7 +14,7 @@ use jiff::Timestamp;
 use owo_colors::{OwoColorize, Stream, Style};
 use serde::Serialize;
 
-use backstop::engine::{Category, DueSource, Nudge, NudgeKind};
+use backstop::engine::{Category, Detection, DueSource, Nudge, NudgeKind};
 use backstop::replay::Replay;
 use backstop::transcript::parse_line;
 
@@ -24,7 +24,8 @@ use super::SourceArgs;
 pub struct ReplayArgs {
     /// Transcript in JSON Lines, or - for standard input.
     file: PathBuf,
-    /// One JSON object per nudge on stdout (the summary goes to stderr).
+    /// One JSON object per nudge, and per detection the nudge policy held back (with
+    /// "suppressed"), on stdout (the summary goes to stderr).
     #[arg(long)]
     json: bool,
     /// Fire reminders due up to this time at the end (RFC 3339). Default: the last message's time.
@@ -56,6 +57,19 @@ struct Line<'a> {
     phrases: &'a [String],
 }
 
+/// A detection the nudge policy held back, as printed by `--json`: no delivery, and why.
+#[derive(Serialize)]
+struct Held<'a> {
+    kind: NudgeKind,
+    category: Option<Category>,
+    conversation: &'a str,
+    line: u64,
+    at: String,
+    rule: &'a str,
+    evidence: &'a str,
+    suppressed: &'static str,
+}
+
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let engine = args.sources.sources().engine()?;
     let started = Instant::now();
@@ -79,14 +93,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(io::stdout().lock());
     let mut replay = Replay::new(&engine);
     let mut counts: BTreeMap<NudgeKind, usize> = BTreeMap::new();
-    let (mut messages, mut invalid) = (0u64, 0u64);
+    let (mut messages, mut invalid, mut detections, mut held) = (0u64, 0u64, 0u64, 0u64);
     let mut reader = BufReader::new(input);
-    let mut buf = String::new();
+    let mut raw = Vec::new();
     let mut line_no = 0u64;
     loop {
-        buf.clear();
+        raw.clear();
         let read = reader
-            .read_line(&mut buf)
+            .read_until(b'\n', &mut raw)
             .with_context(|| format!("reading {}", args.file.display()))?;
         if read == 0 {
             break;
@@ -95,7 +109,15 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         if let Some(bar) = &progress {
             bar.inc(read as u64);
         }
-        let record = match parse_line(line_no, &buf) {
+        // A line that is not UTF-8 is one bad line, not the end of the stream.
+        let parsed = match std::str::from_utf8(&raw) {
+            Ok(text) => parse_line(line_no, text),
+            Err(e) => Err(backstop::transcript::LineError {
+                line: line_no,
+                problem: format!("not valid UTF-8 (byte {})", e.valid_up_to() + 1),
+            }),
+        };
+        let record = match parsed {
             Ok(Some(r)) => r,
             Ok(None) => continue,
             Err(e) if args.skip_invalid => {
@@ -110,8 +132,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         };
         messages += 1;
-        for nudge in replay.feed(line_no, &record) {
-            emit(&mut out, &nudge, args.json, &mut counts)?;
+        let outcome = replay.feed(line_no, &record);
+        for nudge in &outcome.nudges {
+            emit(&mut out, nudge, args.json, &mut counts)?;
+        }
+        detections += outcome.detections.len() as u64;
+        for d in outcome.detections.iter().filter(|d| d.suppressed.is_some()) {
+            held += 1;
+            emit_held(&mut out, d, args.json)?;
         }
     }
     for nudge in replay.finish(args.until) {
@@ -124,7 +152,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed();
     let total: usize = counts.values().sum();
     let mut summary = format!(
-        "{messages} messages, {total} nudges in {:.2}s ({:.0} messages/s)",
+        "{messages} messages, {detections} detections ({held} held back by the nudge policy), {total} nudges in {:.2}s ({:.0} messages/s)",
         elapsed.as_secs_f64(),
         messages as f64 / elapsed.as_secs_f64().max(1e-9)
     );
@@ -141,6 +169,37 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn emit_held(out: &mut impl Write, d: &Detection, json: bool) -> anyhow::Result<()> {
+    let suppressed = d.suppressed.map_or("", |s| s.as_str());
+    if json {
+        let line = Held {
+            kind: d.kind,
+            category: d.category,
+            conversation: d.conversation.as_str(),
+            line: d.source.0,
+            at: d.at.to_string(),
+            rule: &d.rule,
+            evidence: &d.evidence,
+            suppressed,
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let what = match d.category {
+        Some(c) => format!("{}/{c}", d.kind),
+        None => d.kind.to_string(),
+    };
+    let line = format!(
+        "{}  {what:<40} {}  \"{}\"  (held back: {suppressed})",
+        d.at.strftime("%m-%d %H:%M"),
+        d.conversation,
+        d.evidence
+    );
+    writeln!(out, "{}", line.if_supports_color(Stream::Stdout, |t| t.dimmed()))?;
+    Ok(())
 }
 
 fn emit(

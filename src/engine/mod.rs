@@ -30,7 +30,10 @@ use jiff::Timestamp;
 
 pub use automaton::{BuildError, Cost, Matcher, Node, Warmth};
 pub use lexicon::{edit_distance, Class, Lexicon, WordId};
-pub use model::{Category, ConversationId, Due, DueSource, Message, MessageRef, Nudge, NudgeKind, Role, UserId};
+pub use model::{
+    Category, ConversationId, Detection, Due, DueSource, Message, MessageRef, Nudge, NudgeKind, Role, Suppressed,
+    UserId,
+};
 pub use phrase::{Ast, PhraseError};
 pub use problem::{line_of, toml_problem, Problem, Problems};
 pub use prompts::{Prompts, Situation, Template, Values};
@@ -90,6 +93,8 @@ impl Scan<'_> {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Reading {
     pub nudges: Vec<Nudge>,
+    /// Every detection in the message, nudged or not (then with the reason).
+    pub detections: Vec<Detection>,
     pub changes: Vec<PromiseChange>,
     /// The agent apologized for an open problem with this message (time-to-apology figures).
     pub recovered: bool,
@@ -238,10 +243,21 @@ impl Engine {
         let Some(cue) = cue else { return };
         let rule = scan.rule(cue);
         let evidence = text.original(cue.span.clone());
+        let detect = |suppressed| Detection {
+            kind: NudgeKind::PriorFailure,
+            category: rule.category,
+            conversation: id.clone(),
+            source: msg.source,
+            at: msg.at,
+            rule: rule.id.clone(),
+            evidence: evidence.to_string(),
+            suppressed,
+        };
         if let Some(promise) = conv.promise.as_deref_mut() {
             if chases_promise(rule.category, text, scan, cue) {
                 // The customer is already chasing the promised follow-up: that is the overdue
                 // story arriving early, not a separate failure to coach on.
+                out.detections.push(detect(Some(Suppressed::ChasesPromise)));
                 if !promise.overdue {
                     self.unschedule(id, promise);
                     promise.overdue = true;
@@ -261,9 +277,15 @@ impl Engine {
                 return;
             }
         }
-        if !self.cooled(conv, NudgeKind::PriorFailure, msg.at) {
+        // The same failure said again before any agent has answered is one nudge; a new failure,
+        // or the same one raised after the agent spoke, is a new one.
+        let category = rule.category.unwrap_or(Category::NotReceived);
+        if conv.context.cues_since_agent.contains(&category) {
+            out.detections.push(detect(Some(Suppressed::Repeated)));
             return;
         }
+        conv.context.cues_since_agent.push(category);
+        out.detections.push(detect(None));
         let nudge = self.render(Draft {
             kind: NudgeKind::PriorFailure,
             category: rule.category,
@@ -306,6 +328,7 @@ impl Engine {
             conv.context.last_agent = Some(UserId::new(msg.author));
         }
         conv.unclaimed = None;
+        conv.context.cues_since_agent.clear();
 
         let first = |kind: RuleKind| scan.first(kind);
         let apology = first(RuleKind::Apology);
@@ -321,11 +344,20 @@ impl Engine {
             _ => eraser.map(|e| (e, Category::ApologyErased)),
         };
         let asked_after_apology = conv.context.reason_requested && conv.context.apologized;
-        if let Some((hit, category)) = excused {
-            if conv.context.problem_open
-                && !asked_after_apology
-                && self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at)
-            {
+        if let Some((hit, category)) = excused.filter(|_| conv.context.problem_open && !asked_after_apology) {
+            let cooled = self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at);
+            let evidence = text.original(hit.span.clone());
+            out.detections.push(Detection {
+                kind: NudgeKind::ExplainBeforeApology,
+                category: Some(category),
+                conversation: id.clone(),
+                source: msg.source,
+                at: msg.at,
+                rule: scan.rule(hit).id.clone(),
+                evidence: evidence.to_string(),
+                suppressed: (!cooled).then_some(Suppressed::Cooldown),
+            });
+            if cooled {
                 out.nudges.push(self.render(Draft {
                     kind: NudgeKind::ExplainBeforeApology,
                     category: Some(category),
@@ -333,7 +365,7 @@ impl Engine {
                     agent: conv.context.last_agent.clone(),
                     customer: conv.context.last_customer.clone(),
                     rule: &scan.rule(hit).id,
-                    evidence: text.original(hit.span.clone()),
+                    evidence,
                     quote: &excerpt(msg.text),
                     at: msg.at,
                     due: None,
@@ -378,7 +410,30 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| UserId::new(msg.author));
         let cooled = self.cooled(conv, NudgeKind::FollowUpPromised, msg.at);
-        if let Some(open) = conv.promise.as_deref_mut().filter(|_| !cooled) {
+        let restates = !cooled && conv.promise.is_some();
+        let suppressed = match (cooled, restates) {
+            (true, _) => None,
+            (false, true) => Some(Suppressed::Restated),
+            (false, false) => Some(Suppressed::Cooldown),
+        };
+        let evidence = text.original(hit.span.clone());
+        let kinds = [
+            Some(NudgeKind::FollowUpPromised),
+            timeframe.is_none().then_some(NudgeKind::FollowUpNoTimeframe),
+        ];
+        for kind in kinds.into_iter().flatten() {
+            out.detections.push(Detection {
+                kind,
+                category: None,
+                conversation: id.clone(),
+                source: msg.source,
+                at: msg.at,
+                rule: rule.id.clone(),
+                evidence: evidence.to_string(),
+                suppressed,
+            });
+        }
+        if let Some(open) = conv.promise.as_deref_mut().filter(|_| restates) {
             // A second promise moments after the first restates it: keep one promise, newest time.
             self.unschedule(id, open);
             open.due = due;

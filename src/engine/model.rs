@@ -270,3 +270,51 @@ pub struct Nudge {
     /// The suggested phrases on their own, for adapters that lay them out separately.
     pub phrases: Vec<String>,
 }
+
+/// Why a detection did not become a nudge of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suppressed {
+    /// The customer repeated a cue of the same category with no agent reply since its nudge.
+    Repeated,
+    /// The customer is chasing the open promise: the agent got the overdue notice instead.
+    ChasesPromise,
+    /// The same kind already nudged this agent in this conversation within the cooldown.
+    Cooldown,
+    /// The promise restates the open one moments after it: its time was updated.
+    Restated,
+}
+
+impl Suppressed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suppressed::Repeated => "repeated",
+            Suppressed::ChasesPromise => "chases_promise",
+            Suppressed::Cooldown => "cooldown",
+            Suppressed::Restated => "restated",
+        }
+    }
+}
+
+impl fmt::Display for Suppressed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A message that meets a detection's definition (`docs/labelling.md`), whether or not the nudge
+/// policy turned it into a nudge. Detections and nudges are measured apart.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    pub kind: NudgeKind,
+    pub category: Option<Category>,
+    pub conversation: ConversationId,
+    pub source: MessageRef,
+    pub at: Timestamp,
+    /// The rule that fired, or `model` when the learned layer found it alone.
+    pub rule: Arc<str>,
+    /// The words it rests on, as written.
+    pub evidence: String,
+    /// Why no nudge went out for it; `None` when it was nudged.
+    pub suppressed: Option<Suppressed>,
+}

@@ -31,6 +31,10 @@ pub struct Context {
     pub reason_requested: bool,
     /// When each cooled kind last fired here (prior failure, explaining first, promise).
     pub last_fired: [Option<Timestamp>; COOLED.len()],
+    /// Prior-failure categories nudged since the last agent message: a repeat of one of these
+    /// before any agent reply is merged into its nudge.
+    #[serde(default)]
+    pub cues_since_agent: Vec<super::model::Category>,
 }
 
 impl Context {
@@ -43,6 +47,7 @@ impl Context {
             apologized: false,
             reason_requested: false,
             last_fired: [None; COOLED.len()],
+            cues_since_agent: Vec::new(),
         }
     }
 }

@@ -198,25 +198,70 @@ fn an_agent_reply_clears_an_unclaimed_cue() {
 }
 
 #[test]
-fn cooldown_stops_repeats_of_a_kind_but_not_other_kinds() {
+fn a_repeated_cue_is_merged_until_an_agent_replies_but_a_new_failure_is_not() {
     let e = engine();
     let mut c = chat(&e);
     c.agent("hi", "10:00");
     assert_eq!(c.customer("I haven't received it", "10:01"), [PriorFailure]);
-    assert_eq!(c.customer("still waiting!!", "10:10"), []);
-    assert_eq!(c.agent("the courier has it", "10:11"), [ExplainBeforeApology]);
     assert_eq!(
-        c.customer("still waiting!!", "10:17"),
+        c.customer("I haven't received it!!", "10:02"),
+        [],
+        "same failure, no reply yet"
+    );
+    assert_eq!(c.customer("still waiting!!", "10:03"), [PriorFailure], "a new failure");
+    assert_eq!(c.agent("the courier has it", "10:04"), [ExplainBeforeApology]);
+    assert_eq!(
+        c.customer("I haven't received it", "10:05"),
         [PriorFailure],
-        "15 minutes later it may fire again"
+        "raised again after the agent spoke"
     );
     assert_eq!(
         chat(&e)
-            .say("c2", "x", Role::Customer, "I haven't received it", "10:12")
+            .say("c2", "x", Role::Customer, "I haven't received it", "10:06")
             .len(),
         1,
         "per conversation"
     );
+}
+
+#[test]
+fn every_detection_is_reported_with_why_it_was_not_nudged() {
+    let e = engine();
+    let read = |text: &str, role: Role, at: &str, line: u64| {
+        e.read(
+            &Message {
+                conversation: "c1",
+                author: if role == Role::Agent { "ana" } else { "cust" },
+                role,
+                text,
+                at: t(at),
+                source: MessageRef(line),
+            },
+            false,
+        )
+    };
+    read("hi", Role::Agent, "10:00", 1);
+    let first = read("I haven't received it", Role::Customer, "10:01", 2);
+    assert_eq!(first.detections.len(), 1);
+    assert_eq!(first.detections[0].suppressed, None);
+    let again = read("I haven't received it", Role::Customer, "10:02", 3);
+    assert!(again.nudges.is_empty());
+    assert_eq!(again.detections[0].suppressed, Some(Suppressed::Repeated));
+    assert_eq!(again.detections[0].evidence, "haven't received");
+    let explained = read("the courier has it", Role::Agent, "10:03", 4);
+    assert_eq!(explained.detections[0].suppressed, None);
+    read("broken again", Role::Customer, "10:04", 5);
+    let twice = read("the courier has it", Role::Agent, "10:05", 6);
+    assert!(twice.nudges.is_empty());
+    assert_eq!(twice.detections[0].kind, ExplainBeforeApology);
+    assert_eq!(twice.detections[0].suppressed, Some(Suppressed::Cooldown));
+    let promise = read("I'll call you back", Role::Agent, "10:06", 7);
+    assert_eq!(promise.detections.len(), 2, "a promise, with no time");
+    let restated = read("I'll call you back by 3pm", Role::Agent, "10:07", 8);
+    assert_eq!(restated.detections[0].suppressed, Some(Suppressed::Restated));
+    let chase = read("you said you'd call", Role::Customer, "10:08", 9);
+    assert_eq!(chase.detections[0].suppressed, Some(Suppressed::ChasesPromise));
+    assert_eq!(chase.nudges[0].kind, FollowUpOverdue);
 }
 
 #[test]
