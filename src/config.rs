@@ -9,7 +9,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::engine::{Engine, Lexicon, Problem, Problems, Prompts, RuleSet, Settings};
+use std::sync::Arc;
+
+use crate::engine::{Engine, Learned, Lexicon, Problem, Problems, Prompts, RuleSet, Settings};
 
 /// Why loading failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,8 @@ type Named = (String, String);
 /// Everything read for one load.
 struct Texts {
     lexicon: Vec<Named>,
+    /// The learned layer's model file, when the config has one.
+    model: Option<Named>,
     rules: Vec<Named>,
     engine: Named,
     nudges: Named,
@@ -45,6 +49,9 @@ struct Texts {
 
 const BUILT_IN_RULES: &str = include_str!("../config/rules.toml");
 const BUILT_IN_LEXICON: &str = include_str!("../config/lexicon.toml");
+/// The shipped model, trained by `backstop train` from `tests/real/{abcd,ibm}/dev.jsonl`.
+const BUILT_IN_MODEL: Option<&str> = None;
+
 const BUILT_IN_ENGINE: &str = include_str!("../config/engine.toml");
 const BUILT_IN_NUDGES: &str = include_str!("../prompts/nudges.toml");
 const BUILT_IN_PHRASES: &str = include_str!("../prompts/phrases.toml");
@@ -72,8 +79,9 @@ impl Sources {
                 BUILT_IN_LEXICON.to_string(),
             )]
         };
-        let (lexicon, rules, engine) = match &config {
+        let (model, lexicon, rules, engine) = match &config {
             None => (
+                BUILT_IN_MODEL.map(|m| ("(built-in) config/model.json".to_string(), m.to_string())),
                 built_in_lexicon(),
                 vec![("(built-in) config/rules.toml".to_string(), BUILT_IN_RULES.to_string())],
                 ("(built-in) config/engine.toml".to_string(), BUILT_IN_ENGINE.to_string()),
@@ -95,7 +103,13 @@ impl Sources {
                 } else {
                     lexicon
                 };
-                (lexicon, rules, engine)
+                let model_path = dir.join("model.json");
+                let model = if model_path.exists() {
+                    Some(read(&model_path)?)
+                } else {
+                    None
+                };
+                (model, lexicon, rules, engine)
             }
         };
         let (nudges, phrases) = match &prompts {
@@ -112,6 +126,7 @@ impl Sources {
             Some(dir) => (read(&dir.join("nudges.toml"))?, read(&dir.join("phrases.toml"))?),
         };
         Ok(Texts {
+            model,
             lexicon,
             rules,
             engine,
@@ -123,19 +138,24 @@ impl Sources {
     /// Loads and compiles everything into an engine; any problem stops the load.
     pub fn engine(&self) -> Result<Engine, LoadError> {
         let Texts {
+            model,
             lexicon,
             rules,
             engine,
             nudges,
             phrases,
         } = self.read()?;
+        let learned = match &model {
+            Some((name, text)) => Learned::parse(name, text).map(Some),
+            None => Ok(None),
+        };
         let mut problems = Vec::new();
         let settings = Settings::parse(&engine.0, &engine.1)
             .map_err(|p| problems.extend(p.0))
             .ok();
         let budget = settings
             .as_ref()
-            .map_or(crate::engine::DEFAULT_BUDGET, |s| s.automaton_budget);
+            .map_or(crate::engine::DEFAULT_BUDGET, |s| s.check_budget);
         let lexicon = Lexicon::parse(&lexicon).map_err(|p| problems.extend(p.0)).ok();
         let rules = lexicon.and_then(|lexicon| {
             RuleSet::parse(&lexicon, &rules, budget)
@@ -146,8 +166,20 @@ impl Sources {
             .map_err(|p| problems.extend(p.0))
             .ok();
         match (rules, prompts, settings) {
-            (Some(r), Some(p), Some(s)) => Ok(Engine::new(r, p, s)),
-            _ => Err(LoadError::Invalid(Problems(problems))),
+            (Some(r), Some(p), Some(s)) => match learned {
+                Ok(learned) if problems.is_empty() => Ok(Engine::new(r, p, s).with_learned(learned.map(Arc::new))),
+                Ok(_) => Err(LoadError::Invalid(Problems(problems))),
+                Err(more) => {
+                    problems.extend(more);
+                    Err(LoadError::Invalid(Problems(problems)))
+                }
+            },
+            _ => {
+                if let Err(more) = learned {
+                    problems.extend(more);
+                }
+                Err(LoadError::Invalid(Problems(problems)))
+            }
         }
     }
 

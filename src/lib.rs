@@ -10,6 +10,7 @@
 //! - [`eval`]: scores nudges against labelled transcripts (precision, recall, F1).
 //! - [`store`]: durable state in SQLite or PostgreSQL: promises, the nudge log, settings.
 //! - [`report`]: the rule-quality report from agents' 👍/👎 feedback.
+//! - [`train`]: fits the learned layer's models from labelled transcripts (`backstop train`).
 //!
 //! The `backstop` binary (`src/main.rs`) is a thin edge over these.
 
@@ -21,4 +22,5 @@ pub mod eval;
 pub mod replay;
 pub mod report;
 pub mod store;
+pub mod train;
 pub mod transcript;

@@ -68,31 +68,29 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             lexicon.spellings(),
             lexicon.classes().count()
         );
-        let budget = engine.as_ref().map_or_else(
-            || Settings::default().automaton_budget,
-            |e| e.settings().automaton_budget,
-        );
+        let budget = engine
+            .as_ref()
+            .map_or_else(|| Settings::default().check_budget, |e| e.settings().check_budget);
         println!(
-            "{:<9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>12} {:>8}",
-            "automaton", "phrases", "symbols", "NFA states", "size", "build", "sample cache", "states"
+            "{:<9} {:>7} {:>7} {:>9} {:>9} {:>10} {:>8}",
+            "index", "phrases", "symbols", "size", "build", "triggered", "checked"
         );
         for c in rules.costs() {
             println!(
-                "{:<9} {:>7} {:>7} {:>10} {:>9} {:>9} {:>12} {:>8}",
+                "{:<9} {:>7} {:>7} {:>9} {:>9} {:>10.2} {:>8.2}",
                 c.role.as_str(),
                 c.phrases,
-                c.symbols,
-                c.cost.nfa_states,
+                c.cost.symbols,
                 size(c.cost.bytes),
                 format!("{:.1} ms", c.cost.build.as_secs_f64() * 1000.0),
-                size(c.warm.cache_bytes),
-                c.warm.cache_bytes / c.cost.bytes_per_state.max(1),
+                c.warm.triggered,
+                c.warm.checked,
             );
         }
         println!(
-            "budget: {} of lazy-DFA cache per role and thread ([rules] automaton_budget in engine.toml); \
-             the sample is the rules' own examples and a built-in day of support",
-            size(budget)
+            "triggered / checked: phrases per message on the sample (the rules' own examples and a built-in \
+             day of support) whose words were present / that were then checked word by word; budget {budget:.1} \
+             checked ([rules] check_budget in engine.toml)"
         );
         let warnings = rules.warnings();
         if !warnings.is_empty() {

@@ -10,6 +10,7 @@ mod replay;
 mod run;
 #[cfg(feature = "stand-in")]
 mod stand_in;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Precision, recall and F1 of the rules on labelled transcripts; --compare two config folders.
     Eval(eval::EvalArgs),
+    /// Fit the learned layer from labelled transcripts (gated on a labelled set with --gate).
+    Train(train::TrainArgs),
     /// Validate rules, settings and prompts, listing every problem at once.
     Check(check::CheckArgs),
     /// List the phrase library's situations, or the phrases for one.
@@ -86,6 +89,7 @@ pub fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Check(args) => check::run(args),
+        Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Phrase(args) => phrase::run(args),
         Command::Run(args) => run::run(args),

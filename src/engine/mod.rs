@@ -9,6 +9,7 @@
 //! the other way round.
 
 mod automaton;
+mod learned;
 mod lexicon;
 mod model;
 mod phrase;
@@ -29,6 +30,7 @@ use dashmap::DashMap;
 use jiff::Timestamp;
 
 pub use automaton::{BuildError, Cost, Matcher, Node, Warmth};
+pub use learned::{Features, Featurizer, Learned, ModelFile, Scorer, Standing, StoredModel, FORMAT_VERSION, HASH_BITS};
 pub use lexicon::{edit_distance, Class, Lexicon, WordId};
 pub use model::{
     Category, ConversationId, Detection, Due, DueSource, Message, MessageRef, Nudge, NudgeKind, Role, Suppressed,
@@ -61,6 +63,8 @@ pub struct Engine {
     /// Whether this engine times reminders itself. The live bot turns this off: its durable
     /// scheduler owns reminder timing so they survive restarts (see [`Engine::next_step`]).
     own_schedule: bool,
+    /// Whether model detections carry the features behind them (`replay --explain`).
+    explaining: bool,
 }
 
 /// Rules and prompts, shared by every guild's engine.
@@ -68,6 +72,8 @@ pub struct Engine {
 struct Book {
     rules: Arc<RuleSet>,
     prompts: Arc<Prompts>,
+    /// The learned layer, when a model file is loaded.
+    learned: Option<Arc<Learned>>,
 }
 
 /// One message's scan: the rule book it was scanned with and what matched. Hits are indices
@@ -76,6 +82,10 @@ struct Scan<'a> {
     rules: &'a RuleSet,
     tokens: &'a Tokens,
     hits: &'a [Hit],
+    learned: Option<&'a Learned>,
+    /// The message's features for the learned layer (named when explaining).
+    features: Option<Features>,
+    situation: Standing,
 }
 
 impl Scan<'_> {
@@ -87,6 +97,31 @@ impl Scan<'_> {
         self.hits.iter().find(|h| self.rule(h).kind == kind)
     }
 }
+
+/// What a detection rests on: a rule's words, or the sentence the model scored highest.
+struct Basis {
+    rule: Arc<str>,
+    span: std::ops::Range<usize>,
+    category: Option<Category>,
+    score: Option<f32>,
+    why: Vec<(String, f32)>,
+}
+
+impl Basis {
+    fn of_rule(scan: &Scan<'_>, hit: &Hit) -> Basis {
+        let rule = scan.rule(hit);
+        Basis {
+            rule: rule.id.clone(),
+            span: hit.span.clone(),
+            category: rule.category,
+            score: None,
+            why: Vec::new(),
+        }
+    }
+}
+
+/// The rule id model detections carry.
+pub const MODEL_RULE: &str = "model";
 
 /// What reading one message produced: nudges for the agent, and what happened to the
 /// conversation's promise (for adapters that store promises).
@@ -120,13 +155,35 @@ impl Engine {
     /// An engine with its own state and settings, sharing compiled rules and prompts (one per guild).
     pub fn shared(rules: Arc<RuleSet>, prompts: Arc<Prompts>, settings: Settings) -> Engine {
         Engine {
-            book: std::sync::RwLock::new(Book { rules, prompts }),
+            book: std::sync::RwLock::new(Book {
+                rules,
+                prompts,
+                learned: None,
+            }),
             settings,
             conversations: DashMap::new(),
             schedule: Mutex::new(BTreeSet::new()),
             next_promise: AtomicU64::new(1),
             own_schedule: true,
+            explaining: false,
         }
+    }
+
+    /// This engine with a learned layer beside the rules (or without one, `None`).
+    pub fn with_learned(self, learned: Option<Arc<Learned>>) -> Engine {
+        self.book.write().unwrap_or_else(|e| e.into_inner()).learned = learned;
+        self
+    }
+
+    /// This engine, naming the features behind each model detection (slower; for explaining).
+    pub fn explaining(mut self) -> Engine {
+        self.explaining = true;
+        self
+    }
+
+    /// The learned layer in use, if any.
+    pub fn learned(&self) -> Option<Arc<Learned>> {
+        self.book().learned
     }
 
     /// This engine without its in-memory reminder schedule: [`Engine::fire_due`] never fires, and
@@ -153,13 +210,22 @@ impl Engine {
     /// Puts a new rule book and coaching text in place; conversations and promises carry on.
     /// A message being read meanwhile finishes with the book it started with.
     pub fn replace_book(&self, rules: Arc<RuleSet>, prompts: Arc<Prompts>) {
-        *self.book.write().unwrap_or_else(|e| e.into_inner()) = Book { rules, prompts };
+        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        book.rules = rules;
+        book.prompts = prompts;
+    }
+
+    /// Puts another engine's rules, prompts and learned layer in place (hot reload).
+    pub fn adopt_book(&self, from: &Engine) {
+        *self.book.write().unwrap_or_else(|e| e.into_inner()) = from.book();
     }
 
     /// A new engine with the same rules and prompts but other settings and empty state.
     pub fn with_settings(&self, settings: Settings) -> Engine {
         let book = self.book();
-        Engine::shared(book.rules, book.prompts, settings)
+        let mut engine = Engine::shared(book.rules, book.prompts, settings).with_learned(book.learned);
+        engine.explaining = self.explaining;
+        engine
     }
 
     pub fn settings(&self) -> &Settings {
@@ -189,13 +255,17 @@ impl Engine {
     /// returns its nudges along with what happened to the conversation's promise.
     pub fn read(&self, msg: &Message<'_>, claim: bool) -> Reading {
         let text = Prepared::new(msg.text);
-        let rules = self.rules();
+        let book = self.book();
+        let rules = &book.rules;
         let tokens = rules.tokens(&text);
         let hits = rules.scan(msg.role, &text, &tokens);
-        let scan = Scan {
-            rules: &rules,
+        let mut scan = Scan {
+            rules,
             tokens: &tokens,
             hits: &hits,
+            learned: book.learned.as_deref(),
+            features: None,
+            situation: Standing::default(),
         };
         let mut conv = match self.conversations.get_mut(msg.conversation) {
             Some(c) => c,
@@ -207,6 +277,31 @@ impl Engine {
         let id = conv.key().clone();
         let conv = conv.value_mut();
         conv.context.last_message = conv.context.last_message.max(msg.at);
+        scan.situation = Standing {
+            problem_open: conv.context.problem_open,
+            apologized: conv.context.apologized,
+            customer_spoke_last: conv.context.last_role == Some(Role::Customer),
+            first_reply: msg.role == Role::Agent
+                && conv.context.problem_open
+                && conv.context.last_role == Some(Role::Customer),
+        };
+        if let Some(learned) = scan.learned {
+            let wanted = match msg.role {
+                Role::Customer => learned.prior_failure.is_some(),
+                Role::Agent => learned.explain_before_apology.is_some() || learned.follow_up_promised.is_some(),
+            };
+            if wanted {
+                scan.features = Some(rules.featurizer().features(
+                    &text,
+                    &tokens,
+                    &hits,
+                    rules,
+                    scan.situation,
+                    None,
+                    self.explaining,
+                ));
+            }
+        }
         let mut out = Reading::default();
         if claim && msg.role == Role::Agent {
             if let Some(mut nudge) = conv.unclaimed.take().map(|n| *n) {
@@ -219,7 +314,47 @@ impl Engine {
             Role::Customer => self.customer_message(&id, conv, msg, &text, &scan, &mut out),
             Role::Agent => self.agent_message(&id, conv, msg, &text, &scan, &mut out),
         }
+        conv.context.last_role = Some(msg.role);
         out
+    }
+
+    /// A model detection: when `pick`'s model passes its threshold on the message, the sentence
+    /// it scores highest is the evidence.
+    fn model_basis(
+        &self,
+        scan: &Scan<'_>,
+        text: &Prepared<'_>,
+        pick: fn(&Learned) -> Option<&Scorer>,
+    ) -> Option<Basis> {
+        let (learned, features) = (scan.learned?, scan.features.as_ref()?);
+        let scorer = pick(learned)?;
+        let p = scorer.fires(features)?;
+        let featurizer = scan.rules.featurizer();
+        let sentence_score = |s: usize| {
+            let f = featurizer.features(text, scan.tokens, &[], scan.rules, scan.situation, Some(s), false);
+            scorer.probability(&f)
+        };
+        let best = (0..scan.tokens.sentences.len())
+            .filter(|&s| scan.tokens.sentences[s].first < scan.tokens.sentences[s].last)
+            .map(|s| (s, sentence_score(s)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(s, _)| s)?;
+        let sentence = &scan.tokens.sentences[best];
+        let (first, last) = (
+            &scan.tokens.tokens[sentence.first as usize],
+            &scan.tokens.tokens[sentence.last as usize - 1],
+        );
+        Some(Basis {
+            rule: Arc::from(MODEL_RULE),
+            span: first.start as usize..last.end as usize,
+            category: None,
+            score: Some(p),
+            why: if self.explaining {
+                scorer.top(features, 6)
+            } else {
+                Vec::new()
+            },
+        })
     }
 
     fn customer_message(
@@ -236,25 +371,36 @@ impl Engine {
         }
         let of = |kind: RuleKind| scan.first(kind);
         conv.context.reason_requested = of(RuleKind::ReasonRequest).is_some();
-        let cue = of(RuleKind::PriorFailure);
+        let cue = match of(RuleKind::PriorFailure) {
+            Some(hit) => Some(Basis::of_rule(scan, hit)),
+            None => self.model_basis(scan, text, |l| l.prior_failure.as_ref()).map(|mut b| {
+                b.category = scan
+                    .learned
+                    .zip(scan.features.as_ref())
+                    .and_then(|(l, f)| l.category(f))
+                    .or(Some(Category::NotReceived));
+                b
+            }),
+        };
         if cue.is_some() || of(RuleKind::Complaint).is_some() {
             conv.context.problem_open = true;
         }
         let Some(cue) = cue else { return };
-        let rule = scan.rule(cue);
         let evidence = text.original(cue.span.clone());
         let detect = |suppressed| Detection {
             kind: NudgeKind::PriorFailure,
-            category: rule.category,
+            category: cue.category,
             conversation: id.clone(),
             source: msg.source,
             at: msg.at,
-            rule: rule.id.clone(),
+            rule: cue.rule.clone(),
             evidence: evidence.to_string(),
             suppressed,
+            score: cue.score,
+            why: cue.why.clone(),
         };
         if let Some(promise) = conv.promise.as_deref_mut() {
-            if chases_promise(rule.category, text, scan, cue) {
+            if chases_promise(cue.category, text, scan, &cue.span) {
                 // The customer is already chasing the promised follow-up: that is the overdue
                 // story arriving early, not a separate failure to coach on.
                 out.detections.push(detect(Some(Suppressed::ChasesPromise)));
@@ -279,7 +425,7 @@ impl Engine {
         }
         // The same failure said again before any agent has answered is one nudge; a new failure,
         // or the same one raised after the agent spoke, is a new one.
-        let category = rule.category.unwrap_or(Category::NotReceived);
+        let category = cue.category.unwrap_or(Category::NotReceived);
         if conv.context.cues_since_agent.contains(&category) {
             out.detections.push(detect(Some(Suppressed::Repeated)));
             return;
@@ -288,11 +434,11 @@ impl Engine {
         out.detections.push(detect(None));
         let nudge = self.render(Draft {
             kind: NudgeKind::PriorFailure,
-            category: rule.category,
+            category: cue.category,
             conversation: id,
             agent: conv.context.last_agent.clone(),
             customer: conv.context.last_customer.clone(),
-            rule: &rule.id,
+            rule: &cue.rule,
             evidence,
             quote: &excerpt(msg.text),
             at: msg.at,
@@ -344,18 +490,37 @@ impl Engine {
             _ => eraser.map(|e| (e, Category::ApologyErased)),
         };
         let asked_after_apology = conv.context.reason_requested && conv.context.apologized;
-        if let Some((hit, category)) = excused.filter(|_| conv.context.problem_open && !asked_after_apology) {
+        // Rules need an open problem to call an explanation an excuse; the model learned from
+        // real replies what answering a reported problem looks like, and needs no such flag.
+        let excused = match excused.filter(|_| conv.context.problem_open) {
+            Some((hit, category)) => Some((Basis::of_rule(scan, hit), category)),
+            None => self
+                .model_basis(scan, text, |l| l.explain_before_apology.as_ref())
+                .map(|b| {
+                    (
+                        b,
+                        if apology.is_some() {
+                            Category::BeforeApology
+                        } else {
+                            Category::InsteadOfApology
+                        },
+                    )
+                }),
+        };
+        if let Some((basis, category)) = excused.filter(|_| !asked_after_apology) {
             let cooled = self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at);
-            let evidence = text.original(hit.span.clone());
+            let evidence = text.original(basis.span.clone());
             out.detections.push(Detection {
                 kind: NudgeKind::ExplainBeforeApology,
                 category: Some(category),
                 conversation: id.clone(),
                 source: msg.source,
                 at: msg.at,
-                rule: scan.rule(hit).id.clone(),
+                rule: basis.rule.clone(),
                 evidence: evidence.to_string(),
                 suppressed: (!cooled).then_some(Suppressed::Cooldown),
+                score: basis.score,
+                why: basis.why.clone(),
             });
             if cooled {
                 out.nudges.push(self.render(Draft {
@@ -364,7 +529,7 @@ impl Engine {
                     conversation: id,
                     agent: conv.context.last_agent.clone(),
                     customer: conv.context.last_customer.clone(),
-                    rule: &scan.rule(hit).id,
+                    rule: &basis.rule,
                     evidence,
                     quote: &excerpt(msg.text),
                     at: msg.at,
@@ -378,8 +543,12 @@ impl Engine {
             conv.context.problem_open = false;
             conv.context.apologized = true;
         }
-        if let Some(hit) = first(RuleKind::FollowUp) {
-            self.promise_made(id, conv, msg, (text, scan), (hit, scan.rule(hit)), out);
+        let promise = match first(RuleKind::FollowUp) {
+            Some(hit) => Some(Basis::of_rule(scan, hit)),
+            None => self.model_basis(scan, text, |l| l.follow_up_promised.as_ref()),
+        };
+        if let Some(basis) = promise {
+            self.promise_made(id, conv, msg, (text, scan), basis, out);
         }
     }
 
@@ -389,10 +558,10 @@ impl Engine {
         conv: &mut Conversation,
         msg: &Message<'_>,
         (text, scan): (&Prepared<'_>, &Scan<'_>),
-        (hit, rule): (&Hit, &Rule),
+        basis: Basis,
         out: &mut Reading,
     ) {
-        let sentence = scan.tokens.sentence_of(hit.span.start).unwrap_or(0);
+        let sentence = scan.tokens.sentence_of(basis.span.start).unwrap_or(0);
         let timeframe = scan.rules.timeframe(text, scan.tokens, sentence);
         let due = match &timeframe {
             Some(tf) => Due {
@@ -416,10 +585,13 @@ impl Engine {
             (false, true) => Some(Suppressed::Restated),
             (false, false) => Some(Suppressed::Cooldown),
         };
-        let evidence = text.original(hit.span.clone());
+        let evidence = text.original(basis.span.clone());
         let kinds = [
             Some(NudgeKind::FollowUpPromised),
-            timeframe.is_none().then_some(NudgeKind::FollowUpNoTimeframe),
+            timeframe
+                .as_ref()
+                .is_none_or(Timeframe::is_vague)
+                .then_some(NudgeKind::FollowUpNoTimeframe),
         ];
         for kind in kinds.into_iter().flatten() {
             out.detections.push(Detection {
@@ -428,9 +600,11 @@ impl Engine {
                 conversation: id.clone(),
                 source: msg.source,
                 at: msg.at,
-                rule: rule.id.clone(),
+                rule: basis.rule.clone(),
                 evidence: evidence.to_string(),
                 suppressed,
+                score: basis.score,
+                why: basis.why.clone(),
             });
         }
         if let Some(open) = conv.promise.as_deref_mut().filter(|_| restates) {
@@ -457,11 +631,11 @@ impl Engine {
             id: self.next_promise.fetch_add(1, Ordering::Relaxed),
             agent,
             customer: conv.context.last_customer.clone(),
-            rule: rule.id.clone(),
+            rule: basis.rule.clone(),
             source: msg.source,
             made_at: msg.at,
             due,
-            evidence: text.original(hit.span.clone()).to_string(),
+            evidence: text.original(basis.span.clone()).to_string(),
             quote: excerpt(msg.text),
             reminded: false,
             overdue: false,
@@ -470,7 +644,7 @@ impl Engine {
         if cooled {
             out.nudges
                 .push(self.promise_nudge(NudgeKind::FollowUpPromised, id, &promise, msg.at, None));
-            if timeframe.is_none() {
+            if timeframe.as_ref().is_none_or(Timeframe::is_vague) {
                 out.nudges
                     .push(self.promise_nudge(NudgeKind::FollowUpNoTimeframe, id, &promise, msg.at, None));
             }
@@ -840,14 +1014,18 @@ struct Draft<'a> {
 /// Whether a customer cue is about the open promise itself ("you said you'd call me back",
 /// "still waiting for your email") rather than about the order: a missed-callback cue, or a
 /// waiting cue with a word of the lexicon's `{contact}` class in its sentence.
-fn chases_promise(category: Option<Category>, text: &Prepared<'_>, scan: &Scan<'_>, cue: &Hit) -> bool {
+fn chases_promise(
+    category: Option<Category>,
+    text: &Prepared<'_>,
+    scan: &Scan<'_>,
+    cue: &std::ops::Range<usize>,
+) -> bool {
     match category {
         Some(Category::MissedCallback) => true,
         Some(Category::StillWaiting | Category::NotReceived) => {
-            let Some(sentence) = scan.tokens.sentence_at(cue.span.start) else {
+            let Some(index) = scan.tokens.sentence_of(cue.start) else {
                 return false;
             };
-            let index = scan.tokens.sentences.iter().position(|s| s == sentence).unwrap_or(0);
             scan.rules.sentence_has("contact", scan.tokens, text.scan(), index)
         }
         _ => false,

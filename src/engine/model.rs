@@ -317,4 +317,9 @@ pub struct Detection {
     pub evidence: String,
     /// Why no nudge went out for it; `None` when it was nudged.
     pub suppressed: Option<Suppressed>,
+    /// The model's probability, when the learned layer found it.
+    pub score: Option<f32>,
+    /// For model detections while explaining: the features that weighed most, with weights.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub why: Vec<(String, f32)>,
 }

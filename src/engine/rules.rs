@@ -1,10 +1,11 @@
 //! Detection rules: parsing `config/rules.toml`, compiling them, and finding them in a message.
 //!
 //! A rule is a kind, a category and phrases in the phrase language ([`super::phrase`]), read over
-//! the words the lexicon normalised ([`super::tokens`]). All of a role's phrases, with their
-//! `unless` phrases, compile into one automaton ([`super::automaton`]) that reads each message
-//! once; only the phrases it reports are then run alone to find where they matched, for the
-//! evidence, the sentence (questions, `unless`) and the order of cues. Raw regexes remain as an
+//! the words the lexicon normalised ([`super::tokens`]). All of a role's phrases go into one word
+//! index ([`super::automaton`]) that reads each message once and checks exactly only the phrases
+//! its words could match; those are then run to find where they matched, for the evidence, the
+//! sentence (questions, `unless`) and the order of cues. `unless` phrases are only looked for in
+//! the sentences where their rule matched. Raw regexes remain as an
 //! escape hatch: matched one by one over the scan text, and flagged by `backstop check`.
 
 use std::collections::HashMap;
@@ -13,7 +14,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::automaton::{Automaton, BuildError, Cost, Entry, Matcher, Node, Warmth};
+use super::automaton::{Automaton, Cost, Entry, Matcher, Node, Warmth};
+use super::learned::Featurizer;
 use super::lexicon::{self, Lexicon};
 use super::model::{Category, Role};
 use super::phrase::{self, Ast};
@@ -151,9 +153,8 @@ struct RoleMatcher {
 pub struct BookCost {
     pub role: Role,
     pub phrases: usize,
-    pub symbols: usize,
     pub cost: Cost,
-    /// The cache it took to read the sample text (the rules' own examples and a day of support).
+    /// What reading the sample text took (the rules' own examples and a day of support).
     pub warm: Warmth,
 }
 
@@ -170,8 +171,10 @@ pub struct RuleSet {
     engine_classes: HashMap<&'static str, Node>,
     /// The timeframe vocabulary, compiled.
     time_words: TimeWords,
-    /// Bytes each role's automaton may use per thread.
-    budget: usize,
+    /// Phrases a role may need to check exactly per message, on average over the sample.
+    budget: f64,
+    /// Hashes of the lexicon's words, for the learned layer's features.
+    featurizer: Featurizer,
 }
 
 /// Lexicon classes the engine reads itself, and why; a lexicon without them is refused.
@@ -181,8 +184,8 @@ pub const ENGINE_CLASSES: [(&str, &str); 1] = [(
      a promise is open is the customer chasing that promise",
 )];
 
-/// The automaton budget when engine.toml sets none.
-pub const DEFAULT_BUDGET: usize = 8 << 20;
+/// The budget when engine.toml sets none: phrases checked exactly per message, on average.
+pub const DEFAULT_BUDGET: f64 = 8.0;
 
 /// Longest phrase a lead should write; longer ones are flagged by `check`.
 const LONG_PHRASE: usize = 200;
@@ -275,8 +278,9 @@ fn line_of_phrase(text: &str, rule_offset: usize, phrase: &str) -> Option<usize>
 
 impl RuleSet {
     /// Parses and compiles rule files given as `(file name, contents)` against a lexicon, within
-    /// an automaton budget (bytes per role), reporting every problem.
-    pub fn parse(lexicon: &Lexicon, files: &[(String, String)], budget: usize) -> Result<RuleSet, Problems> {
+    /// a budget (phrases checked exactly per message, checked by [`RuleSet::self_test`]),
+    /// reporting every problem.
+    pub fn parse(lexicon: &Lexicon, files: &[(String, String)], budget: f64) -> Result<RuleSet, Problems> {
         let mut lexicon = lexicon.clone();
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
@@ -457,12 +461,23 @@ impl RuleSet {
                 .collect(),
             numbers,
         );
-        let customer = RoleMatcher::build(&rules, Role::Customer, &lexicon, budget);
-        let agent = RoleMatcher::build(&rules, Role::Agent, &lexicon, budget);
+        let lexicon = Arc::new(lexicon);
+        let sample = |role: Role| -> Vec<(Tokens, Vec<u8>)> {
+            sample_texts(&rules, role)
+                .iter()
+                .map(|text| {
+                    let prepared = Prepared::new(text);
+                    (Tokens::read(prepared.scan(), &lexicon), prepared.scan().to_vec())
+                })
+                .collect()
+        };
+        let customer = RoleMatcher::build(&rules, Role::Customer, &lexicon, &sample(Role::Customer));
+        let agent = RoleMatcher::build(&rules, Role::Agent, &lexicon, &sample(Role::Agent));
         match (customer, agent) {
             (Ok(customer), Ok(agent)) => Ok(RuleSet {
                 rules,
-                lexicon: Arc::new(lexicon),
+                featurizer: Featurizer::new(lexicon.clone()),
+                lexicon,
                 customer,
                 agent,
                 warnings,
@@ -485,6 +500,11 @@ impl RuleSet {
 
     pub fn rule(&self, index: usize) -> &Rule {
         &self.rules[index]
+    }
+
+    /// Feature hashing for the learned layer, over this book's lexicon.
+    pub fn featurizer(&self) -> &Featurizer {
+        &self.featurizer
     }
 
     /// The lexicon these rules were compiled with, including every word they use.
@@ -515,33 +535,21 @@ impl RuleSet {
         &self.warnings
     }
 
-    /// Each role's automaton: phrases, symbols, size and build time.
+    /// Each role's word index: phrases, symbols, size, build time, and what the sample cost.
     pub fn costs(&self) -> Vec<BookCost> {
         [(Role::Customer, &self.customer), (Role::Agent, &self.agent)]
             .into_iter()
             .map(|(role, m)| {
-                let texts = self.sample_texts(role);
+                let texts = sample_texts(&self.rules, role);
                 let sample = self.read_all(&texts);
                 BookCost {
                     role,
                     phrases: m.automaton.entries().len(),
-                    symbols: m.automaton.symbols(),
                     cost: m.automaton.cost(),
                     warm: m.automaton.warm(sample.iter().map(|(p, t)| (t, p.scan()))),
                 }
             })
             .collect()
-    }
-
-    /// Text a role's automaton is measured on: its rules' examples and counter-examples, and a
-    /// built-in day of support.
-    fn sample_texts(&self, role: Role) -> Vec<String> {
-        let own = self
-            .rules
-            .iter()
-            .filter(|r| r.kind.role() == role)
-            .flat_map(|r| r.examples.iter().chain(&r.counter_examples).cloned());
-        own.chain(sample_day(role)).collect()
     }
 
     fn read_all<'t>(&self, texts: &'t [String]) -> Vec<(Prepared<'t>, Tokens)> {
@@ -551,6 +559,37 @@ impl RuleSet {
                 let prepared = Prepared::new(text);
                 let tokens = self.tokens(&prepared);
                 (prepared, tokens)
+            })
+            .collect()
+    }
+
+    /// The rules whose phrases the sample triggered most, as "id (N per 100 messages)".
+    fn costliest(&self, role: Role) -> Vec<String> {
+        let matcher = match role {
+            Role::Customer => &self.customer,
+            Role::Agent => &self.agent,
+        };
+        let texts = sample_texts(&self.rules, role);
+        let sample = self.read_all(&texts);
+        let counts = matcher
+            .automaton
+            .triggered_by_entry(sample.iter().map(|(p, t)| (t, p.scan())));
+        let mut by_rule: HashMap<usize, usize> = HashMap::new();
+        for (entry, n) in matcher.automaton.entries().iter().zip(counts) {
+            *by_rule.entry(entry.owner).or_default() += n;
+        }
+        let mut ranked: Vec<(usize, usize)> = by_rule.into_iter().collect();
+        ranked.sort_by_key(|&(rule, n)| (std::cmp::Reverse(n), rule));
+        let per = sample.len().max(1) as f64;
+        ranked
+            .into_iter()
+            .take(5)
+            .map(|(rule, n)| {
+                format!(
+                    "{} ({:.0} per 100 messages)",
+                    self.rules[rule].id,
+                    n as f64 * 100.0 / per
+                )
             })
             .collect()
     }
@@ -580,21 +619,19 @@ impl RuleSet {
     /// reads sample text to check each role's automaton stays within its budget.
     pub fn self_test(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
-        for cost in self.costs().into_iter().filter(|c| c.warm.clears > 0) {
-            let role_rules: Vec<&Rule> = self.rules.iter().filter(|r| r.kind.role() == cost.role).collect();
-            let texts = self.sample_texts(cost.role);
-            let sample = self.read_all(&texts);
+        for cost in self.costs().into_iter().filter(|c| c.warm.checked > self.budget) {
             problems.push(Problem::new(
                 "rules",
                 None,
                 None,
-                over_budget_message(
-                    cost.role,
-                    &format!(
-                        "reading sample text filled the automaton's cache of {} bytes {} times",
-                        self.budget, cost.warm.clears
-                    ),
-                    &costliest(&role_rules, &self.lexicon, self.budget, &sample),
+                format!(
+                    "the {} rules are over budget: on the sample text each message needs {:.1} phrases checked \
+                     word by word (budget {:.1}); the rules triggered most are {}. Start their phrases with rarer \
+                     words or classes, or raise [rules] check_budget in engine.toml",
+                    cost.role.as_str(),
+                    cost.warm.checked,
+                    self.budget,
+                    self.costliest(cost.role).join(", ")
                 ),
             ));
         }
@@ -626,7 +663,17 @@ impl RuleSet {
     }
 }
 
-/// Texts of one role from the built-in day of support, to measure automata on.
+/// Text a role's index is measured on: its rules' examples and counter-examples, and a built-in
+/// day of support.
+fn sample_texts(rules: &[Rule], role: Role) -> Vec<String> {
+    let own = rules
+        .iter()
+        .filter(|r| r.kind.role() == role)
+        .flat_map(|r| r.examples.iter().chain(&r.counter_examples).cloned());
+    own.chain(sample_day(role)).collect()
+}
+
+/// Texts of one role from the built-in day of support.
 fn sample_day(role: Role) -> impl Iterator<Item = String> {
     include_str!("../../examples/support-day.jsonl")
         .lines()
@@ -639,33 +686,7 @@ fn sample_day(role: Role) -> impl Iterator<Item = String> {
         })
 }
 
-/// Each rule alone as an automaton, read over the sample: the costliest first, as "id (N KiB)".
-fn costliest(rules: &[&Rule], lexicon: &Lexicon, budget: usize, sample: &[(Prepared<'_>, Tokens)]) -> Vec<String> {
-    let mut costs: Vec<(usize, String)> = rules
-        .iter()
-        .map(|rule| match Automaton::build(entries_of(rule, 0), lexicon, budget) {
-            Ok(a) => {
-                let warm = a.warm(sample.iter().map(|(p, t)| (t, p.scan())));
-                let bytes = a.cost().bytes + warm.cache_bytes;
-                (bytes, format!("{} ({} KiB)", rule.id, bytes.div_ceil(1024)))
-            }
-            Err(_) => (usize::MAX, format!("{} (over budget alone)", rule.id)),
-        })
-        .collect();
-    costs.sort_by_key(|c| std::cmp::Reverse(c.0));
-    costs.into_iter().take(5).map(|(_, s)| s).collect()
-}
-
-fn over_budget_message(role: Role, what: &str, costly: &[String]) -> String {
-    format!(
-        "the {} rules are over budget: {what}; the costliest rules are {}. Shorten their gaps, split \
-         long alternatives into separate phrases, or raise [rules] automaton_budget in engine.toml",
-        role.as_str(),
-        costly.join(", ")
-    )
-}
-
-/// A rule's phrases as automaton entries. Its `unless` phrases stay out of the automaton: they
+/// A rule's phrases as index entries. Its `unless` phrases stay out of the index: they
 /// are only looked for in the sentences where the rule matched, so they cost nothing elsewhere.
 fn entries_of(rule: &Rule, owner: usize) -> Vec<Entry> {
     rule.phrases
@@ -678,7 +699,12 @@ fn entries_of(rule: &Rule, owner: usize) -> Vec<Entry> {
 }
 
 impl RoleMatcher {
-    fn build(rules: &[Rule], role: Role, lexicon: &Lexicon, budget: usize) -> Result<RoleMatcher, Problem> {
+    fn build(
+        rules: &[Rule],
+        role: Role,
+        lexicon: &Arc<Lexicon>,
+        sample: &[(Tokens, Vec<u8>)],
+    ) -> Result<RoleMatcher, Problem> {
         let mut entries = Vec::new();
         let mut raw = Vec::new();
         for (index, rule) in rules.iter().enumerate().filter(|(_, r)| r.kind.role() == role) {
@@ -698,23 +724,14 @@ impl RoleMatcher {
                 });
             }
         }
-        let automaton = Automaton::build(entries, lexicon, budget).map_err(|e| {
-            let message = match e {
-                BuildError::OverBudget { .. } => {
-                    let role_rules: Vec<&Rule> = rules.iter().filter(|r| r.kind.role() == role).collect();
-                    over_budget_message(role, &e.to_string(), &costliest(&role_rules, lexicon, budget, &[]))
-                }
-                _ => format!("the {} rules: {e}", role.as_str()),
-            };
-            Problem::new("rules", None, None, message)
-        })?;
+        let automaton = Automaton::build(entries, lexicon, sample)
+            .map_err(|e| Problem::new("rules", None, None, format!("the {} rules: {e}", role.as_str())))?;
         Ok(RoleMatcher { automaton, raw })
     }
 
     fn scan(&self, rules: &[Rule], lexicon: &Lexicon, text: &Prepared<'_>, tokens: &Tokens) -> Vec<Hit> {
         let scan = text.scan();
-        let mut matched = Vec::new();
-        self.automaton.matching(tokens, scan, &mut matched);
+        let matched = self.automaton.find(tokens, scan);
         let raw_hits: Vec<(&Raw, Vec<Range<usize>>)> = self
             .raw
             .iter()
@@ -739,10 +756,9 @@ impl RoleMatcher {
             Some((_, all)) => all.extend(spans),
             None => found.push((rule, spans)),
         };
-        for &e in &matched {
+        for (e, ranges) in matched {
             let entry = &entries[e];
-            let spans = matcher
-                .all(&entry.node, &tokens.sentences)
+            let spans = ranges
                 .into_iter()
                 .map(|r| {
                     let (a, b) = (&tokens.tokens[r.start], &tokens.tokens[r.end - 1]);
@@ -982,17 +998,18 @@ regex = ['''(unclosed''']
 
     #[test]
     fn a_book_over_budget_names_its_costliest_rules() {
+        // "the" is in every sample sentence, so a phrase that needs only common words is checked
+        // word by word on every message.
         let book = "[[rule]]\nid = \"small\"\nkind = \"apology\"\nphrases = [\"sorry\"]\n\
-                    [[rule]]\nid = \"wide\"\nkind = \"apology\"\nphrases = [\"a ~6 b ~6 c ~6 d\", \"e ~6 f ~6 g\"]\n";
-        let err = RuleSet::parse(&lexicon(), &[("rules.toml".into(), book.into())], 4096).unwrap_err();
-        let text = err.to_string();
+                    [[rule]]\nid = \"common\"\nkind = \"apology\"\nphrases = [\"(the | a | to | you | i) ~6 (the | a | to | you | i | it)\"]\n";
+        let set = RuleSet::parse(&lexicon(), &[("rules.toml".into(), book.into())], 1.0).unwrap();
+        let text: Vec<String> = set.self_test().iter().map(ToString::to_string).collect();
         assert!(
-            text.contains(
-                "the agent rules are over budget: the automaton would need more than the budget of 4096 bytes"
-            ),
-            "{text}"
+            text.iter()
+                .any(|t| t.contains("the agent rules are over budget")
+                    && t.contains("the rules triggered most are common")),
+            "{text:?}"
         );
-        assert!(text.contains("the costliest rules are wide"), "{text}");
     }
 
     #[test]
@@ -1043,8 +1060,12 @@ regex = ['''(unclosed''']
             let prepared = Prepared::new(text);
             let tokens = set.tokens(&prepared);
             for matcher in [&set.customer, &set.agent] {
-                let mut fast = Vec::new();
-                matcher.automaton.matching(&tokens, prepared.scan(), &mut fast);
+                let fast: Vec<usize> = matcher
+                    .automaton
+                    .find(&tokens, prepared.scan())
+                    .into_iter()
+                    .map(|(e, _)| e)
+                    .collect();
                 let alone = Matcher {
                     tokens: &tokens,
                     scan: prepared.scan(),

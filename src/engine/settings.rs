@@ -28,8 +28,9 @@ pub struct Settings {
     pub phrases_per_nudge: usize,
     /// For the bot: how long after a promise goes overdue it is posted to the team's coaching channel.
     pub escalate_after: SignedDuration,
-    /// Largest automaton, in bytes, one role's rules may compile into; a bigger book is refused.
-    pub automaton_budget: usize,
+    /// Phrases a role's rules may need checked word by word per message, on average over sample
+    /// text (`backstop check`); a costlier book is refused.
+    pub check_budget: f64,
 }
 
 impl Default for Settings {
@@ -43,7 +44,7 @@ impl Default for Settings {
             default_due: SignedDuration::from_hours(24),
             phrases_per_nudge: 3,
             escalate_after: SignedDuration::from_mins(30),
-            automaton_budget: super::rules::DEFAULT_BUDGET,
+            check_budget: super::rules::DEFAULT_BUDGET,
         }
     }
 }
@@ -67,8 +68,8 @@ struct SettingsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesSettings {
-    /// "8 MiB", "512 KiB", or a number of bytes.
-    automaton_budget: Option<toml::Value>,
+    /// Phrases checked word by word per message, on average.
+    check_budget: Option<f64>,
 }
 
 /// `[business_hours]` keys, in engine.toml and in each guild of backstop.toml.
@@ -110,13 +111,14 @@ impl Settings {
         base.forget_idle_after = def.forget_idle_after.unwrap_or(base.forget_idle_after);
         base.phrases_per_nudge = def.phrases_per_nudge.unwrap_or(base.phrases_per_nudge);
         let mut problems = Vec::new();
-        if let Some(value) = &def.rules.automaton_budget {
-            match parse_size(value) {
-                Some(bytes) if bytes >= 1024 => base.automaton_budget = bytes,
-                _ => problems.push((
-                    "rules.automaton_budget".to_string(),
-                    format!("expected a size such as \"8 MiB\" or \"512 KiB\" (at least 1 KiB), got {value}"),
-                )),
+        if let Some(budget) = def.rules.check_budget {
+            if budget.is_finite() && budget >= 1.0 {
+                base.check_budget = budget;
+            } else {
+                problems.push((
+                    "rules.check_budget".to_string(),
+                    format!("expected a number of phrases of at least 1, such as 8.0, got {budget}"),
+                ));
             }
         }
         if base.forget_idle_after.is_negative() {
@@ -195,27 +197,6 @@ impl Settings {
     }
 }
 
-/// A size as a lead writes it: `"8 MiB"`, `"512 KiB"`, `"2MB"`, or a plain number of bytes.
-fn parse_size(value: &toml::Value) -> Option<usize> {
-    if let Some(n) = value.as_integer() {
-        return usize::try_from(n).ok();
-    }
-    let text = value.as_str()?.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let number: f64 = text[..split].trim().parse().ok()?;
-    let unit = match text[split..].trim().to_ascii_lowercase().as_str() {
-        "" | "b" | "bytes" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let bytes = number * unit;
-    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as usize)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,13 +220,13 @@ mod tests {
     }
 
     #[test]
-    fn automaton_budget_takes_sizes() {
-        let s = Settings::parse("engine.toml", "[rules]\nautomaton_budget = \"2 MiB\"\n").unwrap();
-        assert_eq!(s.automaton_budget, 2 << 20);
-        let s = Settings::parse("engine.toml", "[rules]\nautomaton_budget = 65536\n").unwrap();
-        assert_eq!(s.automaton_budget, 65536);
-        let err = Settings::parse("engine.toml", "[rules]\nautomaton_budget = \"lots\"\n").unwrap_err();
-        assert!(err.to_string().contains("rules.automaton_budget"), "{err}");
+    fn the_check_budget_is_a_number_of_phrases() {
+        let s = Settings::parse("engine.toml", "[rules]\ncheck_budget = 12.5\n").unwrap();
+        assert_eq!(s.check_budget, 12.5);
+        let err = Settings::parse("engine.toml", "[rules]\ncheck_budget = 0.0\n").unwrap_err();
+        assert!(err.to_string().contains("rules.check_budget"), "{err}");
+        let err = Settings::parse("engine.toml", "[rules]\ncheck_budget = \"lots\"\n").unwrap_err();
+        assert!(err.to_string().contains("engine.toml:2"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Context {
     /// before any agent reply is merged into its nudge.
     #[serde(default)]
     pub cues_since_agent: Vec<super::model::Category>,
+    /// Who wrote the last message here (the learned layer reads who spoke last).
+    #[serde(default)]
+    pub last_role: Option<super::model::Role>,
 }
 
 impl Context {
@@ -48,6 +51,7 @@ impl Context {
             reason_requested: false,
             last_fired: [None; COOLED.len()],
             cues_since_agent: Vec::new(),
+            last_role: None,
         }
     }
 }

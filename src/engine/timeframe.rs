@@ -398,6 +398,12 @@ impl Timeframe {
         Timeframe { kind, words }
     }
 
+    /// Whether the words name no real time ("shortly", "asap"): the promise gets a due time from
+    /// settings, and the agent is still asked to give the customer a time.
+    pub fn is_vague(&self) -> bool {
+        matches!(self.kind, Kind::Soon)
+    }
+
     /// The instant this timeframe names, for a promise made at `at`.
     pub fn resolve(&self, at: Timestamp, schedule: &Schedule) -> Timestamp {
         let tz = &schedule.time_zone;
@@ -479,7 +485,7 @@ mod tests {
             )])
             .expect("shipped lexicon");
             let book = "[[rule]]\nid = \"a\"\nkind = \"apology\"\nphrases = [\"sorry\"]\n";
-            crate::engine::RuleSet::parse(&lexicon, &[("rules.toml".into(), book.into())], 1 << 20).expect("book")
+            crate::engine::RuleSet::parse(&lexicon, &[("rules.toml".into(), book.into())], 8.0).expect("book")
         })
     }
 
