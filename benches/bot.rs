@@ -253,10 +253,7 @@ fn main() {
 
         // The bot's own memory: the real binary in its own process against the same stand-in.
         let dir = tempfile_dir();
-        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        for f in ["rules.toml", "engine.toml"] {
-            std::fs::copy(root.join("config").join(f), dir.join(f)).expect("copy config");
-        }
+        common::copy_config(&dir);
         std::fs::write(
             dir.join("backstop.toml"),
             format!(

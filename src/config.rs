@@ -47,8 +47,60 @@ struct Texts {
     phrases: Named,
 }
 
-const BUILT_IN_RULES: &str = include_str!("../config/rules.toml");
-const BUILT_IN_LEXICON: &str = include_str!("../config/lexicon.toml");
+/// The shipped rule book, file by file, as `config/rules/` holds it (a test keeps the two equal).
+pub const BUILT_IN_RULES: [(&str, &str); 5] = [
+    (
+        "config/rules/callbacks_and_repeats.toml",
+        include_str!("../config/rules/callbacks_and_repeats.toml"),
+    ),
+    (
+        "config/rules/complaints_apologies_follow_ups.toml",
+        include_str!("../config/rules/complaints_apologies_follow_ups.toml"),
+    ),
+    (
+        "config/rules/explanations.toml",
+        include_str!("../config/rules/explanations.toml"),
+    ),
+    (
+        "config/rules/not_received_and_waiting.toml",
+        include_str!("../config/rules/not_received_and_waiting.toml"),
+    ),
+    (
+        "config/rules/self_service_automated_transfers.toml",
+        include_str!("../config/rules/self_service_automated_transfers.toml"),
+    ),
+];
+/// The shipped lexicon: the core file, then `config/lexicon/` file by file.
+pub const BUILT_IN_LEXICON: [(&str, &str); 6] = [
+    ("config/lexicon.toml", include_str!("../config/lexicon.toml")),
+    (
+        "config/lexicon/callbacks_and_repeats.toml",
+        include_str!("../config/lexicon/callbacks_and_repeats.toml"),
+    ),
+    (
+        "config/lexicon/complaints_apologies_follow_ups.toml",
+        include_str!("../config/lexicon/complaints_apologies_follow_ups.toml"),
+    ),
+    (
+        "config/lexicon/explanations.toml",
+        include_str!("../config/lexicon/explanations.toml"),
+    ),
+    (
+        "config/lexicon/not_received_and_waiting.toml",
+        include_str!("../config/lexicon/not_received_and_waiting.toml"),
+    ),
+    (
+        "config/lexicon/self_service_automated_transfers.toml",
+        include_str!("../config/lexicon/self_service_automated_transfers.toml"),
+    ),
+];
+
+fn built_in(files: &[(&str, &str)]) -> Vec<Named> {
+    files
+        .iter()
+        .map(|(name, text)| (format!("(built-in) {name}"), text.to_string()))
+        .collect()
+}
 /// The shipped model, trained by `backstop train` from `tests/real/{abcd,ibm}/dev.jsonl`.
 const BUILT_IN_MODEL: Option<&str> = None;
 
@@ -73,17 +125,12 @@ impl Sources {
 
     fn read(&self) -> Result<Texts, LoadError> {
         let (config, prompts) = self.resolved();
-        let built_in_lexicon = || {
-            vec![(
-                "(built-in) config/lexicon.toml".to_string(),
-                BUILT_IN_LEXICON.to_string(),
-            )]
-        };
+        let built_in_lexicon = || built_in(&BUILT_IN_LEXICON);
         let (model, lexicon, rules, engine) = match &config {
             None => (
                 BUILT_IN_MODEL.map(|m| ("(built-in) config/model.json".to_string(), m.to_string())),
                 built_in_lexicon(),
-                vec![("(built-in) config/rules.toml".to_string(), BUILT_IN_RULES.to_string())],
+                built_in(&BUILT_IN_RULES),
                 ("(built-in) config/engine.toml".to_string(), BUILT_IN_ENGINE.to_string()),
             ),
             Some(dir) => {
@@ -252,4 +299,31 @@ fn read(path: &Path) -> Result<(String, String), LoadError> {
             path: path.to_path_buf(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rule book and lexicon built into the binary are exactly the files in `config/`.
+    #[test]
+    fn the_built_in_defaults_are_the_config_folder() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (folder, built_in) in [
+            ("config/rules", &BUILT_IN_RULES[..]),
+            ("config/lexicon", &BUILT_IN_LEXICON[1..]),
+        ] {
+            let mut on_disk: Vec<String> = fs::read_dir(root.join(folder))
+                .unwrap()
+                .map(|e| format!("{folder}/{}", e.unwrap().file_name().to_string_lossy()))
+                .filter(|n| n.ends_with(".toml"))
+                .collect();
+            on_disk.sort();
+            let names: Vec<String> = built_in.iter().map(|(n, _)| n.to_string()).collect();
+            assert_eq!(names, on_disk, "add new files to BUILT_IN_* in src/config.rs");
+            for (name, text) in built_in {
+                assert_eq!(fs::read_to_string(root.join(name)).unwrap(), *text, "{name}");
+            }
+        }
+    }
 }

@@ -132,10 +132,7 @@ async fn setup_with(extra: &str) -> Setup {
     let data = tempfile::tempdir().unwrap();
     let shipped = common::shipped();
     let rules_dir = data.path().join("config");
-    std::fs::create_dir(&rules_dir).unwrap();
-    let root = shipped.config.clone().unwrap();
-    std::fs::copy(root.join("rules.toml"), rules_dir.join("rules.toml")).unwrap();
-    std::fs::copy(root.join("engine.toml"), rules_dir.join("engine.toml")).unwrap();
+    common::copy_config(&rules_dir);
     let sources = backstop::config::Sources {
         config: Some(rules_dir),
         prompts: shipped.prompts.clone(),
@@ -766,7 +763,7 @@ async fn backstop_run_exits_cleanly_on_sigterm() {
     let stand_in = StandIn::start(0, vec![guild()]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(root.join("config/rules.toml"), dir.path().join("rules.toml")).unwrap();
+    common::copy_config(dir.path());
     std::fs::write(
         dir.path().join("backstop.toml"),
         format!("[[guild]]\nid = \"{GUILD}\"\nwatch_categories = [\"{CATEGORY}\"]\nagent_roles = [\"{AGENT_ROLE}\"]\n"),
@@ -940,9 +937,12 @@ async fn healthz_and_metrics_report_what_the_bot_did() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_rule_file_on_reload_keeps_the_old_rules() {
     let s = setup().await;
-    let rules = s.data.path().join("config/rules.toml");
-    let good = std::fs::read_to_string(&rules).unwrap();
-    std::fs::write(&rules, format!("{good}\n[[rule]]\nid = \"broken\"\nkind = \"prior_failure\"\ncategory = \"not_received\"\nphrases = ['(unclosed']\n")).unwrap();
+    let rules = s.data.path().join("config/rules/broken.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"broken\"\nkind = \"prior_failure\"\ncategory = \"not_received\"\nphrases = ['(unclosed']\n",
+    )
+    .unwrap();
     let reload = json!([{"name": "reload", "type": 1, "options": []}]);
     let refused = s
         .answer(&s.interact(2, "coach", reload.clone(), ANA, &[AGENT_ROLE], 0))
@@ -958,7 +958,7 @@ async fn a_bad_rule_file_on_reload_keeps_the_old_rules() {
     let text = reply["data"]["content"].as_str().unwrap();
     assert!(text.contains("Not reloaded"), "{text}");
     assert!(
-        text.contains("rules.toml:") && text.contains("rule \"broken\""),
+        text.contains("broken.toml:") && text.contains("rule \"broken\""),
         "names the place: {text}"
     );
     // The file watcher saw the change too and told the team.
@@ -978,7 +978,7 @@ async fn a_bad_rule_file_on_reload_keeps_the_old_rules() {
     s.say(TICKET, CUST, "I never got my refund", "09:01");
     s.wait_dms(ANA, 1).await;
     // A good change goes live.
-    std::fs::write(&rules, &good).unwrap();
+    std::fs::remove_file(&rules).unwrap();
     let reply = s.answer(&s.interact(2, "coach", reload, BEN, &[], manage_guild)).await;
     assert!(
         reply["data"]["content"].as_str().unwrap().contains("Reloaded."),

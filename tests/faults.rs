@@ -83,9 +83,7 @@ fn agent_of(guild: u64, a: u64) -> u64 {
 /// `backstop.toml` for these guilds, plus rules copied into a config folder.
 fn config_dir(guilds: &[u64], extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(root.join("config/rules.toml"), dir.path().join("rules.toml")).unwrap();
-    std::fs::copy(root.join("config/engine.toml"), dir.path().join("engine.toml")).unwrap();
+    common::copy_config(dir.path());
     let mut text = String::new();
     for g in guilds {
         text.push_str(&format!(

@@ -63,3 +63,23 @@ pub fn engine() -> Engine {
     .engine()
     .expect("shipped config loads")
 }
+
+/// Copies the shipped config folder (lexicon, rules, engine settings, model) into `to`.
+#[allow(dead_code)]
+pub fn copy_config(to: &std::path::Path) {
+    copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"), to);
+}
+
+#[allow(dead_code)]
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("config copy folder");
+    for entry in std::fs::read_dir(from).expect("config folder") {
+        let path = entry.expect("config entry").path();
+        let name = path.file_name().expect("file name");
+        if path.is_dir() {
+            copy_dir(&path, &to.join(name));
+        } else if name != "backstop.toml" {
+            std::fs::copy(&path, to.join(name)).expect("copy config");
+        }
+    }
+}

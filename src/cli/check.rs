@@ -234,22 +234,24 @@ fn explain(rules: &RuleSet, rule: &Rule) {
 
 /// A compiled phrase as words: classes expanded, gaps as `~N`.
 fn show(node: &Node, lexicon: &Lexicon) -> String {
+    // Parentheses wherever a part is more than one item, so the reading is unambiguous.
+    let grouped = |n: &Node| match n {
+        Node::Seq(_) | Node::Alt(_) => format!("({})", show(n, lexicon)),
+        _ => show(n, lexicon),
+    };
     match node {
         Node::Word(w) => lexicon.word(*w).to_string(),
         Node::Stem(s) => format!("{s}*"),
         Node::Gap(n) => format!("~{n}"),
-        Node::Opt(inner) => match **inner {
-            Node::Seq(_) => format!("({})?", show(inner, lexicon)),
-            _ => format!("{}?", show(inner, lexicon)),
-        },
-        Node::Seq(items) => items
+        Node::Opt(inner) => format!("{}?", grouped(inner)),
+        Node::Seq(items) => items.iter().map(grouped).collect::<Vec<_>>().join(" "),
+        Node::Alt(options) => options
             .iter()
-            .map(|i| match i {
-                Node::Alt(_) => format!("({})", show(i, lexicon)),
-                _ => show(i, lexicon),
+            .map(|o| match o {
+                Node::Alt(_) => show(o, lexicon),
+                _ => grouped(o),
             })
             .collect::<Vec<_>>()
-            .join(" "),
-        Node::Alt(options) => options.iter().map(|o| show(o, lexicon)).collect::<Vec<_>>().join(" | "),
+            .join(" | "),
     }
 }

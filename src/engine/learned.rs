@@ -5,6 +5,7 @@
 //!
 //! - `w:` the normalised words, `b:` pairs of neighbouring words, `f:` the first words of a
 //!   message (where an apology or an excuse usually starts);
+//! - `{class}` the lexicon classes a word belongs to (the rules' generalisations);
 //! - `c:` character 3- and 4-grams of words the lexicon does not know (the typo tail);
 //! - `r:` / `k:` the rules and rule kinds that fired;
 //! - `x:` the conversation so far: a problem is open, the agent already apologised, this is the
@@ -72,6 +73,7 @@ const SEED_CHAR: u64 = 0x63;
 const SEED_RULE: u64 = 0x72;
 const SEED_KIND: u64 = 0x6b;
 const SEED_CONTEXT: u64 = 0x78;
+const SEED_CLASS: u64 = 0x6c;
 
 /// Hashes of the lexicon's canonical words, computed once per rule book so a message's features
 /// cost a table lookup per known word.
@@ -79,6 +81,9 @@ const SEED_CONTEXT: u64 = 0x78;
 pub struct Featurizer {
     lexicon: Arc<Lexicon>,
     word_hashes: Vec<u64>,
+    /// For each word, the lexicon classes it belongs to (as feature hashes and names): the
+    /// model generalises through them the way rules do.
+    word_classes: Vec<Vec<(u64, Arc<str>)>>,
 }
 
 /// One message's features: hashed indices (deduplicated), and their names when asked for.
@@ -104,11 +109,28 @@ impl Features {
 }
 
 impl Featurizer {
-    pub fn new(lexicon: Arc<Lexicon>) -> Featurizer {
+    /// `classes`: each lexicon class with the single words it holds.
+    pub fn new(lexicon: Arc<Lexicon>, classes: &[(String, Vec<u32>)]) -> Featurizer {
         let word_hashes = (0..lexicon.len() as u32)
             .map(|id| fnv(SEED_WORD, lexicon.word(id).as_bytes()))
             .collect();
-        Featurizer { lexicon, word_hashes }
+        let mut word_classes: Vec<Vec<(u64, Arc<str>)>> = vec![Vec::new(); lexicon.len()];
+        for (name, words) in classes {
+            let h = fnv(SEED_CLASS, name.as_bytes());
+            let name: Arc<str> = Arc::from(name.as_str());
+            for &w in words {
+                if let Some(list) = word_classes.get_mut(w as usize) {
+                    if !list.iter().any(|(x, _)| *x == h) {
+                        list.push((h, name.clone()));
+                    }
+                }
+            }
+        }
+        Featurizer {
+            lexicon,
+            word_hashes,
+            word_classes,
+        }
     }
 
     fn word_hash(&self, tokens: &Tokens, i: usize, scan: &[u8]) -> u64 {
@@ -173,6 +195,10 @@ impl Featurizer {
                 let t = &tokens.tokens[i];
                 if t.word == UNKNOWN {
                     self.char_grams(&scan[t.start as usize..t.end as usize], &mut f);
+                } else if let Some(classes) = self.word_classes.get(t.word as usize) {
+                    for (h, name) in classes {
+                        f.add(*h, || format!("{{{name}}}"));
+                    }
                 }
             }
         }

@@ -394,7 +394,7 @@ impl RuleSet {
                             Ok(_) => warnings.push(at(
                                 l,
                                 format!(
-                                    "{field}[{i}] is a raw regex: it is matched on its own, outside the automaton, \
+                                    "{field}[{i}] is a raw regex: it is matched on its own, outside the word index, \
                                      and sees the message unnormalised; write a phrase if you can"
                                 ),
                             )),
@@ -461,6 +461,16 @@ impl RuleSet {
                 .collect(),
             numbers,
         );
+        // Each class's single words, for the learned layer's class features.
+        let class_names: Vec<String> = lexicon.classes().map(|c| c.name.clone()).collect();
+        let mut class_words = Vec::new();
+        for name in class_names {
+            if let Ok(node) = compile_ast(&Ast::Class(name.clone()), &mut lexicon) {
+                let mut words = Vec::new();
+                single_words(&node, &mut words);
+                class_words.push((name, words));
+            }
+        }
         let lexicon = Arc::new(lexicon);
         let sample = |role: Role| -> Vec<(Tokens, Vec<u8>)> {
             sample_texts(&rules, role)
@@ -476,7 +486,7 @@ impl RuleSet {
         match (customer, agent) {
             (Ok(customer), Ok(agent)) => Ok(RuleSet {
                 rules,
-                featurizer: Featurizer::new(lexicon.clone()),
+                featurizer: Featurizer::new(lexicon.clone(), &class_words),
                 lexicon,
                 customer,
                 agent,
@@ -660,6 +670,15 @@ impl RuleSet {
             .filter(|r| r.kind.role() == role)
             .flat_map(|r| r.phrases.iter().chain(&r.unless).map(|p| &p.node))
             .collect()
+    }
+}
+
+/// The single words a compiled class can be (its one-word members, through nested classes).
+fn single_words(node: &Node, out: &mut Vec<u32>) {
+    match node {
+        Node::Word(w) => out.push(*w),
+        Node::Alt(options) => options.iter().for_each(|o| single_words(o, out)),
+        _ => {}
     }
 }
 
@@ -1044,14 +1063,11 @@ regex = ['''(unclosed''']
         fn shipped() -> &'static RuleSet {
             static SET: std::sync::OnceLock<RuleSet> = std::sync::OnceLock::new();
             SET.get_or_init(|| {
-                let lexicon = Lexicon::parse(&[(
-                    "config/lexicon.toml".into(),
-                    include_str!("../../config/lexicon.toml").into(),
-                )])
-                .expect("shipped lexicon");
-                let text = include_str!("../../config/rules.toml");
-                RuleSet::parse(&lexicon, &[("config/rules.toml".into(), text.into())], DEFAULT_BUDGET)
-                    .expect("shipped rules")
+                let named = |files: &[(&str, &str)]| -> Vec<(String, String)> {
+                    files.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect()
+                };
+                let lexicon = Lexicon::parse(&named(&crate::config::BUILT_IN_LEXICON)).expect("shipped lexicon");
+                RuleSet::parse(&lexicon, &named(&crate::config::BUILT_IN_RULES), DEFAULT_BUDGET).expect("shipped rules")
             })
         }
 

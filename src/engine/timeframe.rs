@@ -481,7 +481,7 @@ mod tests {
         RULES.get_or_init(|| {
             let lexicon = Lexicon::parse(&[(
                 "config/lexicon.toml".into(),
-                include_str!("../../config/lexicon.toml").into(),
+                crate::config::BUILT_IN_LEXICON[0].1.into(),
             )])
             .expect("shipped lexicon");
             let book = "[[rule]]\nid = \"a\"\nkind = \"apology\"\nphrases = [\"sorry\"]\n";

@@ -185,13 +185,15 @@ impl Tokens {
     /// Normalises one raw word, splitting it where the lexicon does not know it whole.
     fn pieces(&mut self, scan: &[u8], s: usize, e: usize, lexicon: &Lexicon) {
         let raw = &scan[s..e];
-        if let Some(shape) = number_shape(raw) {
-            self.push(shape, s, e);
-            return;
-        }
+        // The lexicon first, so a team can give a number-like word its own meaning ("1st" →
+        // first, "2day" → today); otherwise numbers are shapes.
         let id = lexicon.lookup(raw);
         if id != UNKNOWN {
             self.push(id, s, e);
+            return;
+        }
+        if let Some(shape) = number_shape(raw) {
+            self.push(shape, s, e);
             return;
         }
         // follow-up → follow, up (unless the lexicon knows the whole).

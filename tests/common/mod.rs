@@ -5,11 +5,32 @@ use std::path::PathBuf;
 use backstop::config::Sources;
 
 /// The project's own `config/` and `prompts/`, whatever folder the test runs from.
+#[allow(dead_code)]
 pub fn shipped() -> Sources {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     Sources {
         config: Some(root.join("config")),
         prompts: Some(root.join("prompts")),
+    }
+}
+
+/// Copies the shipped config folder (lexicon, rules, engine settings, model) into `to`, so a test
+/// can run the binary on it or change it under a running bot.
+#[allow(dead_code)]
+pub fn copy_config(to: &std::path::Path) {
+    copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config"), to);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(name));
+        } else if name != "backstop.toml" {
+            std::fs::copy(&path, to.join(name)).unwrap();
+        }
     }
 }
 
