@@ -253,6 +253,7 @@ fn main() {
 
         // The bot's own memory: the real binary in its own process against the same stand-in.
         let dir = tempfile_dir();
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         common::copy_config(&dir);
         std::fs::write(
             dir.join("backstop.toml"),

@@ -48,7 +48,7 @@ struct Texts {
 }
 
 /// The shipped rule book, file by file, as `config/rules/` holds it (a test keeps the two equal).
-pub const BUILT_IN_RULES: [(&str, &str); 5] = [
+pub const BUILT_IN_RULES: [(&str, &str); 6] = [
     (
         "config/rules/callbacks_and_repeats.toml",
         include_str!("../config/rules/callbacks_and_repeats.toml"),
@@ -66,12 +66,16 @@ pub const BUILT_IN_RULES: [(&str, &str); 5] = [
         include_str!("../config/rules/not_received_and_waiting.toml"),
     ),
     (
+        "config/rules/problem_statements.toml",
+        include_str!("../config/rules/problem_statements.toml"),
+    ),
+    (
         "config/rules/self_service_automated_transfers.toml",
         include_str!("../config/rules/self_service_automated_transfers.toml"),
     ),
 ];
 /// The shipped lexicon: the core file, then `config/lexicon/` file by file.
-pub const BUILT_IN_LEXICON: [(&str, &str); 6] = [
+pub const BUILT_IN_LEXICON: [(&str, &str); 7] = [
     ("config/lexicon.toml", include_str!("../config/lexicon.toml")),
     (
         "config/lexicon/callbacks_and_repeats.toml",
@@ -90,6 +94,10 @@ pub const BUILT_IN_LEXICON: [(&str, &str); 6] = [
         include_str!("../config/lexicon/not_received_and_waiting.toml"),
     ),
     (
+        "config/lexicon/problem_statements.toml",
+        include_str!("../config/lexicon/problem_statements.toml"),
+    ),
+    (
         "config/lexicon/self_service_automated_transfers.toml",
         include_str!("../config/lexicon/self_service_automated_transfers.toml"),
     ),
@@ -101,8 +109,8 @@ fn built_in(files: &[(&str, &str)]) -> Vec<Named> {
         .map(|(name, text)| (format!("(built-in) {name}"), text.to_string()))
         .collect()
 }
-/// The shipped model, trained by `backstop train` from `tests/real/{abcd,ibm}/dev.jsonl`.
-const BUILT_IN_MODEL: Option<&str> = None;
+/// The shipped learned layer, trained by `backstop train` (its `trained_on` names the files).
+const BUILT_IN_MODEL: Option<&str> = Some(include_str!("../config/model.json"));
 
 const BUILT_IN_ENGINE: &str = include_str!("../config/engine.toml");
 const BUILT_IN_NUDGES: &str = include_str!("../prompts/nudges.toml");

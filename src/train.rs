@@ -26,7 +26,8 @@ use crate::transcript::Record;
 /// The precision what the model adds on its own must keep on the development folds.
 pub const PRECISION_TARGET: f64 = 0.9;
 const FOLDS: u64 = 5;
-const L2: f64 = 1.0;
+/// The L2 penalty when none is given.
+pub const DEFAULT_L2: f64 = 3.0;
 const MAX_ITERS: u64 = 300;
 /// Fewer true positives than this above a threshold is too little evidence to fire on.
 const MIN_SUPPORT: usize = 3;
@@ -164,6 +165,7 @@ struct Problem<'a> {
     rows: &'a [Vec<u32>],
     ys: &'a [f64],
     dims: usize,
+    l2: f64,
 }
 
 impl Problem<'_> {
@@ -183,7 +185,7 @@ impl CostFunction for Problem<'_> {
             // log(1 + e^z) - y z, computed without overflow.
             loss += z.max(0.0) + (-z.abs()).exp().ln_1p() - y * z;
         }
-        let penalty: f64 = w[..self.dims].iter().map(|x| x * x).sum::<f64>() * L2 / 2.0;
+        let penalty: f64 = w[..self.dims].iter().map(|x| x * x).sum::<f64>() * self.l2 / 2.0;
         Ok(loss + penalty)
     }
 }
@@ -193,7 +195,7 @@ impl Gradient for Problem<'_> {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, w: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let mut g: Vec<f64> = w[..self.dims].iter().map(|x| x * L2).collect();
+        let mut g: Vec<f64> = w[..self.dims].iter().map(|x| x * self.l2).collect();
         g.push(0.0);
         for (row, &y) in self.rows.iter().zip(self.ys) {
             let p = 1.0 / (1.0 + (-self.margin(w, row)).exp());
@@ -208,8 +210,8 @@ impl Gradient for Problem<'_> {
 }
 
 /// Fits one model; returns compact weights with the bias last.
-fn fit(kind: &str, rows: &[Vec<u32>], ys: &[f64], dims: usize) -> Result<Vec<f64>, TrainError> {
-    let problem = Problem { rows, ys, dims };
+fn fit(kind: &str, rows: &[Vec<u32>], ys: &[f64], dims: usize, l2: f64) -> Result<Vec<f64>, TrainError> {
+    let problem = Problem { rows, ys, dims, l2 };
     let fail = |e: argmin::core::Error| TrainError::Optimiser {
         kind: kind.to_string(),
         message: e.to_string(),
@@ -256,13 +258,23 @@ struct Task {
     ranks: bool,
 }
 
+/// How to train.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Seeds the development folds.
+    pub seed: u64,
+    /// The L2 penalty on the weights.
+    pub l2: f64,
+}
+
 /// Trains the learned layer; `report` receives one line per kind.
 pub fn train(
     engine: &Engine,
     files: &[TrainingFile],
-    seed: u64,
+    options: Options,
     mut report: impl FnMut(String),
 ) -> Result<ModelFile, TrainError> {
+    let seed = options.seed;
     let examples = examples(engine, files)?;
     let mut tasks = Vec::new();
     let customers: Vec<usize> = (0..examples.len())
@@ -349,14 +361,14 @@ pub fn train(
                 let train_rows: Vec<usize> = (0..rows.len()).filter(|&r| !in_fold(r)).collect();
                 let x: Vec<Vec<u32>> = train_rows.iter().map(|&r| rows[r].clone()).collect();
                 let y: Vec<f64> = train_rows.iter().map(|&r| task.ys[r]).collect();
-                let w = fit(&task.name, &x, &y, dims)?;
+                let w = fit(&task.name, &x, &y, dims, options.l2)?;
                 for (r, p) in oof.iter_mut().enumerate().filter(|(r, _)| in_fold(*r)) {
                     *p = sigmoid(w[dims] + rows[r].iter().map(|&j| w[j as usize]).sum::<f64>());
                 }
             }
             choose_threshold(&oof, &task.ys, &task.covered)
         };
-        let w = fit(&task.name, &rows, &task.ys, dims)?;
+        let w = fit(&task.name, &rows, &task.ys, dims, options.l2)?;
         let mut weights: Vec<(u32, f64)> = kept
             .iter()
             .zip(&w)
@@ -385,6 +397,7 @@ pub fn train(
         version: FORMAT_VERSION,
         hash_bits: HASH_BITS,
         seed,
+        l2: options.l2,
         trained_on: files
             .iter()
             .map(|(name, text)| (name.clone(), text.lines().filter(|l| !l.trim().is_empty()).count()))
@@ -452,14 +465,110 @@ fn choose_threshold(oof: &[f64], ys: &[f64], covered: &[bool]) -> (Option<f64>, 
     }
 }
 
-/// Writes a model file as `backstop train` ships it: pretty JSON, fixed order.
+/// Writes a model file as `backstop train` ships it: the header one field a line, each model on
+/// one line (its weights are long), fixed order.
 pub fn to_json(model: &ModelFile) -> String {
-    let mut text = serde_json::to_string_pretty(model).expect("a model file serialises");
-    text.push('\n');
-    text
+    let field = |v: &dyn erased::Json| v.json();
+    let mut out = String::from("{\n");
+    out.push_str(&format!("  \"format\": {},\n", field(&model.format)));
+    out.push_str(&format!("  \"version\": {},\n", field(&model.version)));
+    out.push_str(&format!("  \"hash_bits\": {},\n", field(&model.hash_bits)));
+    out.push_str(&format!("  \"seed\": {},\n", field(&model.seed)));
+    out.push_str(&format!("  \"l2\": {},\n", field(&model.l2)));
+    out.push_str(&format!("  \"trained_on\": {},\n", field(&model.trained_on)));
+    out.push_str(&format!(
+        "  \"precision_target\": {},\n",
+        field(&model.precision_target)
+    ));
+    out.push_str("  \"models\": {\n");
+    let n = model.models.len();
+    for (i, (name, m)) in model.models.iter().enumerate() {
+        let comma = if i + 1 < n { "," } else { "" };
+        out.push_str(&format!("    {}: {}{comma}\n", field(name), field(m)));
+    }
+    out.push_str("  }\n}\n");
+    out
+}
+
+mod erased {
+    /// Compact JSON of any serialisable value.
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("model parts serialise")
+        }
+    }
 }
 
 /// Checks that a freshly trained model loads as the engine will load it.
 pub fn check(name: &str, text: &str) -> Result<Learned, Vec<crate::engine::Problem>> {
     Learned::parse(name, text)
+}
+
+/// The kinds whose detection F1 drops from `old` to `new`, as "kind old -> new": a retrained
+/// model with any of these does not replace the running one.
+pub fn dropped(old: &crate::eval::Score, new: &crate::eval::Score) -> Vec<String> {
+    new.by_kind
+        .iter()
+        .filter_map(|(kind, n)| {
+            let before = old.by_kind.get(kind).map_or(0.0, |c| c.f1());
+            (n.f1() + 1e-9 < before).then(|| format!("{kind} {before:.3} -> {:.3}", n.f1()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{Counts, Score};
+
+    fn score(kind: NudgeKind, tp: usize, fp: usize, fn_: usize) -> Score {
+        let mut s = Score::default();
+        s.by_kind.insert(
+            kind,
+            Counts {
+                true_pos: tp,
+                false_pos: fp,
+                false_neg: fn_,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn the_gate_names_every_kind_that_got_worse() {
+        let old = score(NudgeKind::PriorFailure, 8, 2, 2);
+        assert!(dropped(&old, &score(NudgeKind::PriorFailure, 9, 1, 1)).is_empty());
+        assert!(dropped(&old, &old).is_empty(), "equal is not worse");
+        let worse = dropped(&old, &score(NudgeKind::PriorFailure, 6, 2, 4));
+        assert_eq!(worse, ["prior_failure 0.800 -> 0.667"]);
+    }
+
+    #[test]
+    fn thresholds_keep_the_precision_target_with_support() {
+        // Out-of-fold probabilities of messages the rules missed: 4 true above 0.8, one false at 0.7.
+        let oof = [0.95, 0.9, 0.85, 0.81, 0.7, 0.2, 0.99];
+        let ys = [1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0];
+        let covered = [false, false, false, false, false, false, true];
+        let (t, note) = choose_threshold(&oof, &ys, &covered);
+        assert_eq!(t, Some(0.81), "{note}");
+        assert!(
+            note.contains("adds 4 of the 5 the rules missed, with 0 false"),
+            "{note}"
+        );
+        let (none, note) = choose_threshold(&[0.9, 0.8], &[0.0, 1.0], &[false, false]);
+        assert_eq!(none, None, "{note}");
+    }
+
+    #[test]
+    fn the_blind_set_and_the_airline_tweets_are_refused() {
+        assert!(refuse("tests/real/ibm/blind.jsonl", "").is_err());
+        let airline = r#"{"conversation": "a", "source": "airline-tweets", "text": "x"}"#;
+        let e = refuse("mine.jsonl", airline).unwrap_err().to_string();
+        assert!(e.contains("CC BY-NC-SA"), "{e}");
+        assert!(refuse("tests/real/abcd/dev.jsonl", r#"{"source": "abcd"}"#).is_ok());
+    }
 }

@@ -74,7 +74,8 @@ fn prior_failure_categories_textbook_and_street() {
     use Category::*;
     let cases: &[(&str, Category)] = &[
         ("I haven't received my order", NotReceived),
-        ("havent recvd it yet", NotReceived),
+        // "yet" is a persistence cue: still_waiting by the labelling guide.
+        ("havent recvd it yet", StillWaiting),
         ("never got my refund", NotReceived),
         ("I'm still waiting on my replacement", StillWaiting),
         ("been waiting 3 weeks for this", StillWaiting),
@@ -171,7 +172,11 @@ fn follow_up_promises() {
     assert_eq!(promise("I will get back to you by end of day."), [FollowUpPromised]);
     assert_eq!(promise("I'll email you an update within 2 hours."), [FollowUpPromised]);
     assert_eq!(promise("I'll follow up with you on Friday."), [FollowUpPromised]);
-    assert_eq!(promise("I'll let you know as soon as I hear back."), [FollowUpPromised]);
+    // "As soon as I hear back" names no time (the labelling guide), so the agent is asked for one.
+    assert_eq!(
+        promise("I'll let you know as soon as I hear back."),
+        [FollowUpPromised, FollowUpNoTimeframe]
+    );
     assert_eq!(
         promise("I'll get back to you."),
         [FollowUpPromised, FollowUpNoTimeframe]

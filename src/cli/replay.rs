@@ -34,6 +34,10 @@ pub struct ReplayArgs {
     /// Report and count invalid lines instead of stopping at the first.
     #[arg(long)]
     skip_invalid: bool,
+    /// Say why each detection fired: the rule and its words, or the model's probability and the
+    /// features that weighed most.
+    #[arg(long)]
+    explain: bool,
     #[command(flatten)]
     sources: SourceArgs,
 }
@@ -55,6 +59,9 @@ struct Line<'a> {
     title: &'a str,
     text: &'a str,
     phrases: &'a [String],
+    /// With `--explain`: the rule and its words, or the model and its strongest features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<String>,
 }
 
 /// A detection the nudge policy held back, as printed by `--json`: no delivery, and why.
@@ -68,10 +75,15 @@ struct Held<'a> {
     rule: &'a str,
     evidence: &'a str,
     suppressed: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<f32>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    why: &'a [(String, f32)],
 }
 
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let engine = args.sources.sources().engine()?;
+    let engine = if args.explain { engine.explaining() } else { engine };
     let started = Instant::now();
     let (input, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(io::stdin().lock()), None)
@@ -134,7 +146,17 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         messages += 1;
         let outcome = replay.feed(line_no, &record);
         for nudge in &outcome.nudges {
-            emit(&mut out, nudge, args.json, &mut counts)?;
+            let why = args
+                .explain
+                .then(|| {
+                    outcome
+                        .detections
+                        .iter()
+                        .find(|d| d.source == nudge.source && d.kind == nudge.kind)
+                        .map(explanation)
+                })
+                .flatten();
+            emit(&mut out, nudge, args.json, &mut counts, why)?;
         }
         detections += outcome.detections.len() as u64;
         for d in outcome.detections.iter().filter(|d| d.suppressed.is_some()) {
@@ -143,7 +165,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for nudge in replay.finish(args.until) {
-        emit(&mut out, &nudge, args.json, &mut counts)?;
+        emit(&mut out, &nudge, args.json, &mut counts, None)?;
     }
     out.flush()?;
     if let Some(bar) = progress {
@@ -171,6 +193,21 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why a detection fired, in a line: its rule and words, or the model and its strongest features.
+fn explanation(d: &Detection) -> String {
+    match d.score {
+        None => format!("rule {} on \"{}\"", d.rule, d.evidence),
+        Some(p) => {
+            let top: Vec<String> = d.why.iter().map(|(f, w)| format!("{f} {w:+.2}")).collect();
+            format!(
+                "model p={p:.2} on \"{}\"; strongest features: {}",
+                d.evidence,
+                top.join(", ")
+            )
+        }
+    }
+}
+
 fn emit_held(out: &mut impl Write, d: &Detection, json: bool) -> anyhow::Result<()> {
     let suppressed = d.suppressed.map_or("", |s| s.as_str());
     if json {
@@ -183,6 +220,8 @@ fn emit_held(out: &mut impl Write, d: &Detection, json: bool) -> anyhow::Result<
             rule: &d.rule,
             evidence: &d.evidence,
             suppressed,
+            score: d.score,
+            why: &d.why,
         };
         serde_json::to_writer(&mut *out, &line)?;
         writeln!(out)?;
@@ -193,10 +232,11 @@ fn emit_held(out: &mut impl Write, d: &Detection, json: bool) -> anyhow::Result<
         None => d.kind.to_string(),
     };
     let line = format!(
-        "{}  {what:<40} {}  \"{}\"  (held back: {suppressed})",
+        "{}  {what:<40} {}  \"{}\"  (held back: {suppressed}; {})",
         d.at.strftime("%m-%d %H:%M"),
         d.conversation,
-        d.evidence
+        d.evidence,
+        explanation(d)
     );
     writeln!(out, "{}", line.if_supports_color(Stream::Stdout, |t| t.dimmed()))?;
     Ok(())
@@ -207,6 +247,7 @@ fn emit(
     nudge: &Nudge,
     json: bool,
     counts: &mut BTreeMap<NudgeKind, usize>,
+    why: Option<String>,
 ) -> anyhow::Result<()> {
     *counts.entry(nudge.kind).or_default() += 1;
     if json {
@@ -228,6 +269,7 @@ fn emit(
             title: &nudge.title,
             text: &nudge.text,
             phrases: &nudge.phrases,
+            why,
         };
         serde_json::to_writer(&mut *out, &line)?;
         writeln!(out)?;
@@ -259,5 +301,8 @@ fn emit(
         nudge.evidence,
         format!("[{} · line {}]", nudge.rule, nudge.source.0).if_supports_color(Stream::Stdout, |t| t.dimmed()),
     )?;
+    if let Some(why) = why {
+        writeln!(out, "      why: {why}")?;
+    }
     Ok(())
 }

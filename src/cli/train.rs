@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use backstop::engine::Learned;
 use backstop::eval::evaluate;
 use backstop::train::{self, TrainingFile};
 
@@ -27,6 +26,9 @@ pub struct TrainArgs {
     /// Seed for the development folds.
     #[arg(long, default_value_t = 20261130)]
     seed: u64,
+    /// L2 penalty on the weights (larger: smoother, more cautious models).
+    #[arg(long, default_value_t = train::DEFAULT_L2)]
+    l2: f64,
     /// Labelled transcripts to gate on: the new model is written only if no kind's detection
     /// F1 drops against the model the config runs now.
     #[arg(long, value_name = "FILE", num_args = 1..)]
@@ -43,7 +45,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         files.push((path.display().to_string(), text));
     }
     let started = std::time::Instant::now();
-    let model = train::train(&current, &files, args.seed, |line| eprintln!("  {line}"))?;
+    let options = train::Options {
+        seed: args.seed,
+        l2: args.l2,
+    };
+    let model = train::train(&current, &files, options, |line| eprintln!("  {line}"))?;
     let text = train::to_json(&model);
     let learned = train::check(&args.out.display().to_string(), &text)
         .map_err(|p| anyhow::anyhow!("the trained model does not load: {}", backstop::engine::Problems(p)))?;
@@ -57,7 +63,6 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         let candidate = current
             .with_settings(current.settings().clone())
             .with_learned(Some(learned.into()));
-        let mut dropped = Vec::new();
         eprintln!(
             "{:<28} {:>8} {:>8}   (detection F1 on the gate set)",
             "kind", "running", "new"
@@ -75,10 +80,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         for (kind, new) in &new_total.detections.by_kind {
             let old = old_total.detections.by_kind.get(kind).map_or(0.0, |c| c.f1());
             eprintln!("{:<28} {:>8.3} {:>8.3}", kind.to_string(), old, new.f1());
-            if new.f1() + 1e-9 < old {
-                dropped.push(format!("{kind} {old:.3} -> {:.3}", new.f1()));
-            }
         }
+        let dropped = train::dropped(&old_total.detections, &new_total.detections);
         if !dropped.is_empty() {
             eprintln!(
                 "backstop: not written: detection F1 dropped on the gate set ({}); the running model stays",
@@ -89,6 +92,5 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::write(&args.out, &text).with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
-    let _: Option<Learned> = None;
     Ok(ExitCode::SUCCESS)
 }

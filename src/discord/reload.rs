@@ -26,7 +26,7 @@ impl Handler {
         }
         let (rules, prompts) = (engine.rules(), engine.prompts());
         for (_, e) in self.guilds.all() {
-            e.replace_book(rules.clone(), prompts.clone());
+            e.adopt_book(&engine);
         }
         let summary = format!(
             "{} rules and {} phrase situations are live.",
@@ -48,7 +48,7 @@ fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, SystemTime> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|x| x == "toml") {
+            } else if path.extension().is_some_and(|x| x == "toml" || x == "json") {
                 if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
                     out.insert(path, modified);
                 }

@@ -49,6 +49,14 @@ pub struct Entry {
     pub owner: usize,
 }
 
+/// A phrase kept beside the index, never triggering anything: the `unless` phrases, checked only
+/// in sentences where their rule matched.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    pub node: Node,
+    pub owner: usize,
+}
+
 /// Sizes for `backstop check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cost {
@@ -85,6 +93,9 @@ struct Alphabet {
     stems: FxHashMap<Box<[u8]>, u16>,
     /// Lengths of the stems, longest first, to look an unknown word's prefixes up.
     stem_lens: Vec<usize>,
+    /// The three-letter starts of the stems, as bits: most unknown words start otherwise and need
+    /// no lookup at all.
+    stem_heads: Vec<u64>,
     /// Symbols per atom (a word id or a stem).
     of_word: FxHashMap<WordId, Vec<u16>>,
     of_stem: FxHashMap<Box<str>, Vec<u16>>,
@@ -93,6 +104,14 @@ struct Alphabet {
 
 /// A phrase found in a message: its index and its matches as ranges of words.
 pub type Found = (usize, Vec<std::ops::Range<usize>>);
+
+/// What the index found in one message.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub found: Vec<Found>,
+    /// The symbol of each word (empty when nothing was found).
+    syms: Vec<u16>,
+}
 
 /// A set of symbols as a sparse bit set: (word index, bits).
 type SymbolSet = Vec<(u32, u64)>;
@@ -132,6 +151,8 @@ pub struct Automaton {
     required: Vec<Vec<SymbolSet>>,
     /// Each phrase over symbols, for the exact check.
     compiled: Vec<Compiled>,
+    /// Each owner's `unless` phrases over symbols.
+    guarded: FxHashMap<usize, Vec<Compiled>>,
     scratch: ScratchPool,
     cost: Cost,
 }
@@ -159,11 +180,11 @@ impl Node {
 }
 
 impl Alphabet {
-    fn build(entries: &[Entry], lexicon: &Lexicon) -> Result<Alphabet, BuildError> {
+    fn build<'n>(nodes: impl Iterator<Item = &'n Node>, lexicon: &Lexicon) -> Result<Alphabet, BuildError> {
         let mut words = Vec::new();
         let mut stems = Vec::new();
-        for e in entries {
-            e.node.atoms(&mut words, &mut stems);
+        for node in nodes {
+            node.atoms(&mut words, &mut stems);
         }
         words.sort_unstable();
         words.dedup();
@@ -225,10 +246,19 @@ impl Alphabet {
         let mut stem_lens: Vec<usize> = stems.iter().map(|s| s.len()).collect();
         stem_lens.sort_unstable_by(|a, b| b.cmp(a));
         stem_lens.dedup();
+        let mut stem_heads = vec![0u64; HEADS.div_ceil(64)];
+        for stem in &stems {
+            match head(stem.as_bytes()) {
+                Some(h) => stem_heads[h / 64] |= 1 << (h % 64),
+                // A stem starting with a digit or an apostrophe: every unknown word is looked up.
+                None => stem_heads.iter_mut().for_each(|w| *w = u64::MAX),
+            }
+        }
         Ok(Alphabet {
             known,
             stems: stem_symbols,
             stem_lens,
+            stem_heads,
             of_word,
             of_stem,
             len,
@@ -239,10 +269,12 @@ impl Alphabet {
         if token.word != UNKNOWN {
             return self.known.get(token.word as usize).copied().unwrap_or(OTHER);
         }
-        if self.stem_lens.is_empty() {
-            return OTHER;
-        }
         let raw = &scan[token.start as usize..token.end as usize];
+        match head(raw) {
+            Some(h) if self.stem_heads[h / 64] & (1 << (h % 64)) == 0 => return OTHER,
+            None if self.stem_heads.first() != Some(&u64::MAX) => return OTHER,
+            _ => {}
+        }
         let mut buf = [0u8; 64];
         if raw.len() > buf.len() {
             return OTHER;
@@ -258,6 +290,20 @@ impl Alphabet {
             }
         }
         OTHER
+    }
+}
+
+/// Three lowercase letters as a number below [`HEADS`], or `None` when the word does not start so.
+const HEADS: usize = 26 * 26 * 26;
+
+fn head(word: &[u8]) -> Option<usize> {
+    let letter = |b: u8| {
+        b.is_ascii_alphabetic()
+            .then(|| usize::from(b.to_ascii_lowercase() - b'a'))
+    };
+    match word {
+        [a, b, c, ..] => Some((letter(*a)? * 26 + letter(*b)?) * 26 + letter(*c)?),
+        _ => None,
     }
 }
 
@@ -311,11 +357,13 @@ impl Automaton {
     /// Indexes phrases; `sample` is text of this role, to pick each phrase's rarest trigger.
     pub fn build(
         entries: Vec<Entry>,
+        guards: Vec<Guard>,
         lexicon: &std::sync::Arc<Lexicon>,
         sample: &[(Tokens, Vec<u8>)],
     ) -> Result<Automaton, BuildError> {
         let started = Instant::now();
-        let alphabet = Alphabet::build(&entries, lexicon)?;
+        let nodes = entries.iter().map(|e| &e.node).chain(guards.iter().map(|g| &g.node));
+        let alphabet = Alphabet::build(nodes, lexicon)?;
         let mut common: Commonness = vec![0; alphabet.len];
         for (tokens, scan) in sample {
             for t in &tokens.tokens {
@@ -357,6 +405,13 @@ impl Automaton {
             .iter()
             .map(|e| Compiled::new(&e.node, &alphabet, words))
             .collect();
+        let mut guarded: FxHashMap<usize, Vec<Compiled>> = FxHashMap::default();
+        for g in &guards {
+            guarded
+                .entry(g.owner)
+                .or_default()
+                .push(Compiled::new(&g.node, &alphabet, words));
+        }
         let bytes = alphabet.known.len() * 2
             + compiled.iter().map(Compiled::bytes).sum::<usize>()
             + triggers.iter().map(|t| t.len() * 4 + 24).sum::<usize>()
@@ -380,6 +435,7 @@ impl Automaton {
             triggers,
             required,
             compiled,
+            guarded,
             scratch,
             cost,
         })
@@ -397,7 +453,7 @@ impl Automaton {
     pub fn warm<'t>(&self, texts: impl IntoIterator<Item = (&'t Tokens, &'t [u8])>) -> Warmth {
         let (mut messages, mut triggered, mut checked) = (0usize, 0usize, 0usize);
         for (tokens, scan) in texts {
-            let (t, c) = self.search(tokens, scan, None);
+            let (t, c, _) = self.search(tokens, scan, None);
             messages += 1;
             triggered += t;
             checked += c;
@@ -424,11 +480,25 @@ impl Automaton {
     }
 
     /// Every phrase found in the message, with each of its matches as a range of words (leftmost
-    /// first, one per starting word), phrases in increasing order.
-    pub fn find(&self, tokens: &Tokens, scan: &[u8]) -> Vec<Found> {
+    /// first, the longest from each word), phrases in increasing order; and a way to ask whether
+    /// an owner's `unless` phrases hold in a sentence.
+    pub fn find(&self, tokens: &Tokens, scan: &[u8]) -> Findings {
         let mut found = Vec::new();
-        self.search(tokens, scan, Some(&mut found));
-        found
+        let syms = self.search(tokens, scan, Some(&mut found)).2;
+        Findings { found, syms }
+    }
+
+    /// Whether one of `owner`'s `unless` phrases matches in sentence `s` of the message.
+    pub fn guarded(&self, owner: usize, findings: &Findings, tokens: &Tokens, s: usize) -> bool {
+        let Some(guards) = self.guarded.get(&owner) else {
+            return false;
+        };
+        let walker = Walker {
+            syms: &findings.syms,
+            tokens,
+        };
+        let sentence = &tokens.sentences[s];
+        guards.iter().any(|g| walker.any_in(g, sentence))
     }
 
     /// Marks the symbols present and collects the phrases they trigger.
@@ -465,10 +535,11 @@ impl Automaton {
         }
     }
 
-    /// Finds the phrases present (into `found`, when given); returns (triggered, checked exactly).
-    fn search(&self, tokens: &Tokens, scan: &[u8], mut found: Option<&mut Vec<Found>>) -> (usize, usize) {
+    /// Finds the phrases present (into `found`, when given); returns (triggered, checked exactly,
+    /// the words' symbols when something was found).
+    fn search(&self, tokens: &Tokens, scan: &[u8], mut found: Option<&mut Vec<Found>>) -> (usize, usize, Vec<u16>) {
         if self.entries.is_empty() || tokens.tokens.is_empty() {
-            return (0, 0);
+            return (0, 0, Vec::new());
         }
         let mut scratch = self.scratch.get();
         self.candidates(tokens, scan, &mut scratch);
@@ -491,7 +562,9 @@ impl Automaton {
                 }
             }
         }
-        (triggered, checked)
+        let any = found.is_some_and(|f| !f.is_empty());
+        let syms = if any { scratch.syms.clone() } else { Vec::new() };
+        (triggered, checked, syms)
     }
 }
 
@@ -640,6 +713,19 @@ impl Walker<'_> {
         }
     }
 
+    /// Whether the phrase matches anywhere in one sentence.
+    fn any_in(&self, phrase: &Compiled, s: &super::tokens::Sentence) -> bool {
+        let (first, last) = (s.first as usize, s.last as usize);
+        (first..last).any(|start| {
+            if let Some(starts) = &phrase.starts {
+                if !has(starts, self.syms[start]) {
+                    return false;
+                }
+            }
+            self.walk(&phrase.node, start, last, &mut |e| e > start)
+        })
+    }
+
     /// Every match as a range of words, leftmost first, at most one per start word; never across a
     /// sentence end.
     fn all(&self, phrase: &Compiled) -> Vec<std::ops::Range<usize>> {
@@ -763,13 +849,13 @@ mod tests {
 
     fn index(entries: Vec<Entry>, lex: Lexicon) -> (Automaton, Arc<Lexicon>) {
         let lex = Arc::new(lex);
-        (Automaton::build(entries, &lex, &[]).unwrap(), lex)
+        (Automaton::build(entries, Vec::new(), &lex, &[]).unwrap(), lex)
     }
 
     fn found(automaton: &Automaton, lex: &Lexicon, text: &str) -> Vec<usize> {
         let p = Prepared::new(text);
         let t = Tokens::read(p.scan(), lex);
-        automaton.find(&t, p.scan()).into_iter().map(|(e, _)| e).collect()
+        automaton.find(&t, p.scan()).found.into_iter().map(|(e, _)| e).collect()
     }
 
     #[test]
@@ -813,7 +899,7 @@ mod tests {
         let p = Prepared::new("blame the courier company today");
         let t = Tokens::read(p.scan(), &lex);
         let found = index.find(&t, p.scan());
-        assert_eq!(found[0].1, vec![1..4]);
+        assert_eq!(found.found[0].1, vec![1..4]);
     }
 
     #[test]

@@ -267,6 +267,8 @@ pub struct ModelFile {
     pub version: u32,
     pub hash_bits: u32,
     pub seed: u64,
+    /// The L2 penalty it was trained with.
+    pub l2: f64,
     /// The labelled files it was trained on, with their message counts.
     pub trained_on: Vec<(String, usize)>,
     /// Precision the thresholds were chosen for.
@@ -455,7 +457,7 @@ mod tests {
             "{}",
             e[0]
         );
-        let text = r#"{"format": "backstop-model", "version": 99, "hash_bits": 18, "seed": 1,
+        let text = r#"{"format": "backstop-model", "version": 99, "hash_bits": 18, "seed": 1, "l2": 1.0,
             "trained_on": [], "precision_target": 0.9,
             "models": {"prior_failure": {"role": "agent", "bias": 0, "threshold": 0.5, "note": "", "weights": []},
                        "nonsense": {"role": "agent", "bias": 0, "threshold": 2.0, "note": "", "weights": []}}}"#;

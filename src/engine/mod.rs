@@ -860,13 +860,17 @@ impl Engine {
     /// Forgets conversations idle for longer than `forget_idle_after` with nothing left to do, so
     /// memory stays bounded however long the bot runs. Returns how many were forgotten.
     ///
-    /// A promise keeps its conversation alive until it has been overdue for that long too; durable
-    /// storage, not memory, is where lapsed promises are kept for the team.
+    /// An open problem keeps its conversation four times as long. A promise keeps its conversation
+    /// alive until it has been overdue for that long too; durable storage, not memory, is where
+    /// lapsed promises are kept for the team.
     pub fn forget_idle(&self, now: Timestamp) -> usize {
         let idle = self.settings.forget_idle_after;
         let before = self.conversations.len();
         self.conversations.retain(|_, c| {
-            let recent = now < add(c.context.last_message, idle);
+            // A problem nobody has apologized for yet is worth remembering longer: replies on
+            // social channels often come the next day.
+            let keep = if c.context.problem_open { idle * 4 } else { idle };
+            let recent = now < add(c.context.last_message, keep);
             let promise_alive = c
                 .promise
                 .as_deref()

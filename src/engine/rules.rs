@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::automaton::{Automaton, Cost, Entry, Matcher, Node, Warmth};
+use super::automaton::{Automaton, Cost, Entry, Guard, Matcher, Node, Warmth};
 use super::learned::Featurizer;
 use super::lexicon::{self, Lexicon};
 use super::model::{Category, Role};
@@ -725,9 +725,14 @@ impl RoleMatcher {
         sample: &[(Tokens, Vec<u8>)],
     ) -> Result<RoleMatcher, Problem> {
         let mut entries = Vec::new();
+        let mut guards = Vec::new();
         let mut raw = Vec::new();
         for (index, rule) in rules.iter().enumerate().filter(|(_, r)| r.kind.role() == role) {
             entries.extend(entries_of(rule, index));
+            guards.extend(rule.unless.iter().map(|u| Guard {
+                node: u.node.clone(),
+                owner: index,
+            }));
             let all = rule
                 .regex
                 .iter()
@@ -743,14 +748,14 @@ impl RoleMatcher {
                 });
             }
         }
-        let automaton = Automaton::build(entries, lexicon, sample)
+        let automaton = Automaton::build(entries, guards, lexicon, sample)
             .map_err(|e| Problem::new("rules", None, None, format!("the {} rules: {e}", role.as_str())))?;
         Ok(RoleMatcher { automaton, raw })
     }
 
     fn scan(&self, rules: &[Rule], lexicon: &Lexicon, text: &Prepared<'_>, tokens: &Tokens) -> Vec<Hit> {
         let scan = text.scan();
-        let matched = self.automaton.find(tokens, scan);
+        let findings = self.automaton.find(tokens, scan);
         let raw_hits: Vec<(&Raw, Vec<Range<usize>>)> = self
             .raw
             .iter()
@@ -759,7 +764,7 @@ impl RoleMatcher {
                 (!spans.is_empty()).then_some((r, spans))
             })
             .collect();
-        if matched.is_empty() && raw_hits.iter().all(|(r, _)| r.unless) {
+        if findings.found.is_empty() && raw_hits.iter().all(|(r, _)| r.unless) {
             return Vec::new();
         }
         let matcher = Matcher {
@@ -775,10 +780,10 @@ impl RoleMatcher {
             Some((_, all)) => all.extend(spans),
             None => found.push((rule, spans)),
         };
-        for (e, ranges) in matched {
-            let entry = &entries[e];
+        for (e, ranges) in &findings.found {
+            let entry = &entries[*e];
             let spans = ranges
-                .into_iter()
+                .iter()
                 .map(|r| {
                     let (a, b) = (&tokens.tokens[r.start], &tokens.tokens[r.end - 1]);
                     (a.sentence as usize, a.start as usize..b.end as usize)
@@ -803,8 +808,14 @@ impl RoleMatcher {
                 if suppressed.contains(sentence) {
                     continue;
                 }
-                let one = std::slice::from_ref(&tokens.sentences[*sentence]);
-                if rule.unless.iter().any(|u| matcher.first(&u.node, one).is_some()) {
+                let guarded = if findings.found.is_empty() {
+                    // Only raw regexes matched: their rule's `unless` phrases run the slow way.
+                    let one = std::slice::from_ref(&tokens.sentences[*sentence]);
+                    rule.unless.iter().any(|u| matcher.first(&u.node, one).is_some())
+                } else {
+                    self.automaton.guarded(owner, &findings, tokens, *sentence)
+                };
+                if guarded {
                     suppressed.push(*sentence);
                 }
             }
@@ -1076,12 +1087,8 @@ regex = ['''(unclosed''']
             let prepared = Prepared::new(text);
             let tokens = set.tokens(&prepared);
             for matcher in [&set.customer, &set.agent] {
-                let fast: Vec<usize> = matcher
-                    .automaton
-                    .find(&tokens, prepared.scan())
-                    .into_iter()
-                    .map(|(e, _)| e)
-                    .collect();
+                let findings = matcher.automaton.find(&tokens, prepared.scan());
+                let fast: Vec<usize> = findings.found.iter().map(|(e, _)| *e).collect();
                 let alone = Matcher {
                     tokens: &tokens,
                     scan: prepared.scan(),
@@ -1091,9 +1098,30 @@ regex = ['''(unclosed''']
                 let slow: Vec<usize> = (0..entries.len())
                     .filter(|&i| alone.first(&entries[i].node, &tokens.sentences).is_some())
                     .collect();
-                prop_assert_eq!(fast, slow, "text {:?}", text);
+                prop_assert_eq!(&fast, &slow, "text {:?}", text);
+                // Where the index found something, `unless` phrases agree with running them alone.
+                if !findings.found.is_empty() {
+                    for (owner, rule) in set.rules.iter().enumerate().filter(|(_, r)| !r.unless.is_empty()) {
+                        for s in 0..tokens.sentences.len() {
+                            let one = std::slice::from_ref(&tokens.sentences[s]);
+                            let slow = rule.unless.iter().any(|u| alone.first(&u.node, one).is_some());
+                            if rule.kind.role() == matcher_role(set, matcher) {
+                                let fast = matcher.automaton.guarded(owner, &findings, &tokens, s);
+                                prop_assert_eq!(fast, slow, "unless of {} in {:?}", rule.id, text);
+                            }
+                        }
+                    }
+                }
             }
             Ok(())
+        }
+
+        fn matcher_role(set: &RuleSet, m: &RoleMatcher) -> Role {
+            if std::ptr::eq(m, &set.customer) {
+                Role::Customer
+            } else {
+                Role::Agent
+            }
         }
 
         fn words() -> impl Strategy<Value = String> {
