@@ -86,7 +86,8 @@ pub struct Featurizer {
     word_classes: Vec<Vec<(u64, Arc<str>)>>,
 }
 
-/// One message's features: hashed indices (deduplicated), and their names when asked for.
+/// One message's features: hashed indices (deduplicated: presence, not counts, measured better
+/// on the development folds), and their names when asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
     pub indices: Vec<u32>,
@@ -106,6 +107,7 @@ impl Features {
         self.indices.sort_unstable();
         self.indices.dedup();
     }
+
 }
 
 impl Featurizer {

@@ -286,9 +286,11 @@ impl Engine {
                 && conv.context.last_role == Some(Role::Customer),
         };
         if let Some(learned) = scan.learned {
+            // Features only when a model of this role may fire on its own (or must explain why).
+            let fires = |m: &Option<Scorer>| m.as_ref().is_some_and(|m| m.threshold.is_some());
             let wanted = match msg.role {
-                Role::Customer => learned.prior_failure.is_some(),
-                Role::Agent => learned.explain_before_apology.is_some() || learned.follow_up_promised.is_some(),
+                Role::Customer => fires(&learned.prior_failure),
+                Role::Agent => fires(&learned.explain_before_apology) || fires(&learned.follow_up_promised),
             };
             if wanted {
                 scan.features = Some(rules.featurizer().features(
