@@ -588,3 +588,96 @@ fn export_labels_turns_feedback_into_a_regression_set_for_eval() {
     let ex = &v["detections"]["by_kind"]["explain_before_apology"];
     assert_eq!(ex["false_pos"].as_u64(), Some(1), "the 👎 explanation still fires: {v}");
 }
+
+/// The shipped model is reproducible: training on the files it names gives it back byte for byte.
+#[test]
+fn train_reproduces_the_shipped_model() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let shipped = fs::read_to_string(root.join("config/model.json")).unwrap();
+    let v: Value = serde_json::from_str(&shipped).unwrap();
+    let files: Vec<String> = v["trained_on"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        files.iter().all(|f| !f.contains("airline") && !f.contains("blind")),
+        "{files:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.json");
+    let run = backstop()
+        .current_dir(&root)
+        .arg("train")
+        .args(&files)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        fs::read_to_string(&out).unwrap() == shipped,
+        "config/model.json is not what `backstop train {}` gives: retrain it",
+        files.join(" ")
+    );
+}
+
+#[test]
+fn train_refuses_the_blind_set_and_gates_on_a_labelled_set() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.json");
+    backstop()
+        .current_dir(&root)
+        .args(["train", "tests/real/ibm/blind.jsonl", "--out"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("blind set"));
+    backstop()
+        .current_dir(&root)
+        .args(["train", "tests/real/airline/dev.jsonl", "--out"])
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("CC BY-NC-SA"));
+    // A model trained on too little to learn anything replaces nothing that works better.
+    let run = backstop()
+        .current_dir(&root)
+        .args(["train", "tests/written/agents.jsonl", "--out"])
+        .arg(&out)
+        .args(["--gate", "tests/fixtures/follow_up.jsonl"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("detection F1 on the gate set"), "{stderr}");
+    assert_eq!(
+        run.status.success(),
+        out.exists(),
+        "written only when it passes the gate: {stderr}"
+    );
+}
+
+#[test]
+fn replay_explain_says_which_rule_fired() {
+    let input = jsonl(&[
+        line("c1", "ana", "agent", "Hi, how can I help?", "2026-11-23T10:00:00Z"),
+        line(
+            "c1",
+            "cust",
+            "customer",
+            "I still haven't received my refund",
+            "2026-11-23T10:01:00Z",
+        ),
+    ]);
+    let out = backstop()
+        .args(["replay", "--explain", "-"])
+        .env("NO_COLOR", "1")
+        .write_stdin(input)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("why: rule "), "{text}");
+    assert!(text.contains("haven't received"), "{text}");
+}

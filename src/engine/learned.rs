@@ -107,7 +107,6 @@ impl Features {
         self.indices.sort_unstable();
         self.indices.dedup();
     }
-
 }
 
 impl Featurizer {
