@@ -136,7 +136,7 @@ fn explain(rules: &RuleSet, rule: &Rule) {
     println!(
         "rule {:?} ({}{category}), {}:{}",
         &*rule.id,
-        format!("{:?}", rule.kind).to_lowercase(),
+        rule.kind.as_str(),
         rule.file,
         rule.line
     );

@@ -46,6 +46,12 @@ pub struct Standing {
     pub first_reply: bool,
 }
 
+thread_local! {
+    /// Buckets already taken by the message being read: a bit each, cleared after every message,
+    /// so deduplicating features costs two bit operations instead of a sort.
+    static SEEN: std::cell::RefCell<Vec<u64>> = std::cell::RefCell::new(vec![0; (1usize << HASH_BITS) / 64]);
+}
+
 /// FNV-1a, 64-bit: stable across platforms and versions, so a model file means the same
 /// everywhere it is loaded.
 fn fnv(seed: u64, bytes: &[u8]) -> u64 {
@@ -97,15 +103,29 @@ pub struct Features {
 impl Features {
     fn add(&mut self, h: u64, name: impl FnOnce() -> String) {
         let i = bucket(h);
+        // Presence, not counts: each bucket once, in the order first seen.
+        let (w, bit) = (i as usize / 64, 1u64 << (i % 64));
+        let fresh = SEEN.with_borrow_mut(|seen| {
+            let new = seen[w] & bit == 0;
+            seen[w] |= bit;
+            new
+        });
+        if !fresh {
+            return;
+        }
         if let Some(names) = &mut self.names {
             names.push((i, name()));
         }
         self.indices.push(i);
     }
 
+    /// Clears this message's marks from the per-thread "seen" set.
     fn finish(&mut self) {
-        self.indices.sort_unstable();
-        self.indices.dedup();
+        SEEN.with_borrow_mut(|seen| {
+            for &i in &self.indices {
+                seen[i as usize / 64] &= !(1u64 << (i % 64));
+            }
+        });
     }
 }
 
@@ -278,18 +298,35 @@ pub struct ModelFile {
     pub models: BTreeMap<String, StoredModel>,
 }
 
-/// A loaded model: dense weights for fast scoring.
+/// A model's weights: a dense table for models that score every message, sorted pairs for the
+/// ones consulted rarely (the category models, models that never fire alone), to keep memory low.
+#[derive(Debug, Clone)]
+enum Weights {
+    Dense(Vec<f32>),
+    Sparse(Vec<(u32, f32)>),
+}
+
+impl Weights {
+    fn get(&self, i: u32) -> f32 {
+        match self {
+            Weights::Dense(w) => w[i as usize],
+            Weights::Sparse(w) => w.binary_search_by_key(&i, |(j, _)| *j).map_or(0.0, |k| w[k].1),
+        }
+    }
+}
+
+/// A loaded model.
 #[derive(Debug, Clone)]
 pub struct Scorer {
     pub bias: f32,
     pub threshold: Option<f32>,
-    weights: Vec<f32>,
+    weights: Weights,
 }
 
 impl Scorer {
     /// The probability this model gives a message with these features.
     pub fn probability(&self, f: &Features) -> f32 {
-        let z: f32 = self.bias + f.indices.iter().map(|&i| self.weights[i as usize]).sum::<f32>();
+        let z: f32 = self.bias + f.indices.iter().map(|&i| self.weights.get(i)).sum::<f32>();
         1.0 / (1.0 + (-z).exp())
     }
 
@@ -304,7 +341,7 @@ impl Scorer {
             .names
             .iter()
             .flatten()
-            .map(|(i, name)| (name.clone(), self.weights[*i as usize]))
+            .map(|(i, name)| (name.clone(), self.weights.get(*i)))
             .filter(|(_, w)| *w != 0.0)
             .collect();
         named.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -367,13 +404,25 @@ impl Learned {
                 return Err(here(item, format!("threshold {t} is not a probability")));
             }
             let size = 1usize << HASH_BITS;
-            let mut weights = vec![0.0f32; size];
+            let mut pairs = Vec::with_capacity(m.weights.len());
             for &(i, w) in &m.weights {
                 if (i as usize) >= size || !w.is_finite() {
                     return Err(here(item, format!("weight [{i}, {w}] is out of range")));
                 }
-                weights[i as usize] = w as f32;
+                pairs.push((i, w as f32));
             }
+            pairs.sort_unstable_by_key(|(i, _)| *i);
+            pairs.dedup_by_key(|(i, _)| *i);
+            // Category models rank only after another model fired: they need no dense table.
+            let weights = if m.threshold.is_some() && !name.contains(':') {
+                let mut dense = vec![0.0f32; size];
+                for &(i, w) in &pairs {
+                    dense[i as usize] = w;
+                }
+                Weights::Dense(dense)
+            } else {
+                Weights::Sparse(pairs)
+            };
             Ok(Scorer {
                 bias: m.bias as f32,
                 threshold: m.threshold.map(|t| t as f32),

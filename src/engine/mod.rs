@@ -288,10 +288,16 @@ impl Engine {
         if let Some(learned) = scan.learned {
             // Features only when a model of this role may fire on its own (or must explain why).
             let fires = |m: &Option<Scorer>| m.as_ref().is_some_and(|m| m.threshold.is_some());
-            let wanted = match msg.role {
-                Role::Customer => fires(&learned.prior_failure),
-                Role::Agent => fires(&learned.explain_before_apology) || fires(&learned.follow_up_promised),
-            };
+            // And only where the rules have not already found that kind, or when explaining.
+            let found = |kind: RuleKind| hits.iter().any(|h| rules.rule(h.rule).kind == kind);
+            let wanted = self.explaining
+                || match msg.role {
+                    Role::Customer => fires(&learned.prior_failure) && !found(RuleKind::PriorFailure),
+                    Role::Agent => {
+                        fires(&learned.explain_before_apology)
+                            || (fires(&learned.follow_up_promised) && !found(RuleKind::FollowUp))
+                    }
+                };
             if wanted {
                 scan.features = Some(rules.featurizer().features(
                     &text,

@@ -45,6 +45,19 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
+    /// The kind as written in rule files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::PriorFailure => "prior_failure",
+            RuleKind::Complaint => "complaint",
+            RuleKind::ReasonRequest => "reason_request",
+            RuleKind::Apology => "apology",
+            RuleKind::Explanation => "explanation",
+            RuleKind::ApologyEraser => "apology_eraser",
+            RuleKind::FollowUp => "follow_up",
+        }
+    }
+
     pub fn role(self) -> Role {
         match self {
             RuleKind::PriorFailure | RuleKind::Complaint | RuleKind::ReasonRequest => Role::Customer,
