@@ -587,6 +587,71 @@ fn export_labels_turns_feedback_into_a_regression_set_for_eval() {
     );
     let ex = &v["detections"]["by_kind"]["explain_before_apology"];
     assert_eq!(ex["false_pos"].as_u64(), Some(1), "the 👎 explanation still fires: {v}");
+    // The loop closes: the exported feedback trains a model beside a labelled set.
+    let model = dir.path().join("model.json");
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = backstop()
+        .arg("train")
+        .arg(root.join("tests/written/customers.jsonl"))
+        .arg(&labels)
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trained: serde_json::Value = serde_json::from_str(&fs::read_to_string(&model).unwrap()).unwrap();
+    let files = trained["trained_on"].to_string();
+    assert!(files.contains("labels.jsonl"), "{files}");
+    assert!(trained["models"]["prior_failure"]["weights"]
+        .as_array()
+        .is_some_and(|w| !w.is_empty()));
+}
+
+#[test]
+fn check_explain_shows_a_rule_as_compiled_with_its_classes_and_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("rules.toml"),
+        "[[rule]]\nid = \"nr\"\nkind = \"prior_failure\"\ncategory = \"not_received\"\n\
+         phrases = [\"{negation} ~1 (received | got) {owed}?\"]\n\
+         examples = [\"i havent recvd it yet\"]\ncounter_examples = [\"I never got the email\"]\n",
+    )
+    .unwrap();
+    let out = backstop()
+        .args(["check", "--explain", "nr", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("rule \"nr\" (prior_failure, not_received)"), "{text}");
+    assert!(
+        text.contains("[0] line 5: {negation} ~1 (received | got) {owed}?"),
+        "{text}"
+    );
+    assert!(
+        text.contains("compiled: (not | never | no | haven't"),
+        "classes expanded: {text}"
+    );
+    assert!(
+        text.contains("{negation} ((built-in) config/lexicon.toml:"),
+        "the class and where: {text}"
+    );
+    assert!(
+        text.contains("ok   \"i havent recvd it yet\": matches \"havent recvd it\""),
+        "{text}"
+    );
+    assert!(text.contains("read as: i haven't received it yet"), "{text}");
+    assert!(
+        text.contains("FAIL \"I never got the email\": matches \"never got\""),
+        "a counter-example that fires: {text}"
+    );
+    let out = backstop()
+        .args(["check", "--explain", "nx", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rule \"nx\" (did you mean \"nr\"?)"));
 }
 
 /// The shipped model is reproducible: training on the files it names gives it back byte for byte.

@@ -685,6 +685,75 @@ impl Compiled {
     }
 }
 
+/// What the backtracking matcher needs of a phrase tree: its shape, so one matcher serves both
+/// the compiled phrases (word tests are bit tests) and the plain ones (word tests read the lexicon).
+enum Shape<'a, T> {
+    Atom,
+    Seq(&'a [T]),
+    Alt(&'a [T]),
+    Opt(&'a T),
+    Gap(u8),
+}
+
+trait Tree: Sized {
+    fn shape(&self) -> Shape<'_, Self>;
+}
+
+impl Tree for Node {
+    fn shape(&self) -> Shape<'_, Node> {
+        match self {
+            Node::Word(_) | Node::Stem(_) => Shape::Atom,
+            Node::Seq(items) => Shape::Seq(items),
+            Node::Alt(options) => Shape::Alt(options),
+            Node::Opt(inner) => Shape::Opt(inner),
+            Node::Gap(n) => Shape::Gap(*n),
+        }
+    }
+}
+
+impl Tree for SNode {
+    fn shape(&self) -> Shape<'_, SNode> {
+        match self {
+            SNode::Set(_) => Shape::Atom,
+            SNode::Seq(items) => Shape::Seq(items),
+            SNode::Alt(options) => Shape::Alt(options),
+            SNode::Opt(inner) => Shape::Opt(inner),
+            SNode::Gap(n) => Shape::Gap(*n),
+        }
+    }
+}
+
+/// Tries `node` from word `at` (no further than `limit`), calling `k` with every place a match
+/// can end until it returns true. `test` says whether an atom matches a word.
+fn walk<T: Tree>(
+    node: &T,
+    at: usize,
+    limit: usize,
+    test: &dyn Fn(&T, usize) -> bool,
+    k: &mut dyn FnMut(usize) -> bool,
+) -> bool {
+    match node.shape() {
+        Shape::Atom => at < limit && test(node, at) && k(at + 1),
+        Shape::Seq(items) => seq(items, at, limit, test, k),
+        Shape::Alt(options) => options.iter().any(|o| walk(o, at, limit, test, k)),
+        Shape::Opt(inner) => walk(inner, at, limit, test, k) || k(at),
+        Shape::Gap(n) => (0..=usize::from(n)).take_while(|g| at + g <= limit).any(|g| k(at + g)),
+    }
+}
+
+fn seq<T: Tree>(
+    items: &[T],
+    at: usize,
+    limit: usize,
+    test: &dyn Fn(&T, usize) -> bool,
+    k: &mut dyn FnMut(usize) -> bool,
+) -> bool {
+    match items.split_first() {
+        None => k(at),
+        Some((first, rest)) => walk(first, at, limit, test, &mut |next| seq(rest, next, limit, test, k)),
+    }
+}
+
 /// Runs compiled phrases over one message's word symbols.
 struct Walker<'a> {
     syms: &'a [u16],
@@ -697,20 +766,8 @@ fn has(bits: &[u64], s: u16) -> bool {
 
 impl Walker<'_> {
     fn walk(&self, node: &SNode, at: usize, limit: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        match node {
-            SNode::Set(bits) => at < limit && has(bits, self.syms[at]) && k(at + 1),
-            SNode::Seq(items) => self.seq(items, at, limit, k),
-            SNode::Alt(options) => options.iter().any(|o| self.walk(o, at, limit, k)),
-            SNode::Opt(inner) => self.walk(inner, at, limit, k) || k(at),
-            SNode::Gap(n) => (0..=usize::from(*n)).take_while(|g| at + g <= limit).any(|g| k(at + g)),
-        }
-    }
-
-    fn seq(&self, items: &[SNode], at: usize, limit: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        match items.split_first() {
-            None => k(at),
-            Some((first, rest)) => self.walk(first, at, limit, &mut |next| self.seq(rest, next, limit, k)),
-        }
+        let test = |n: &SNode, at: usize| matches!(n, SNode::Set(bits) if has(bits, self.syms[at]));
+        walk(node, at, limit, &test, k)
     }
 
     /// Whether the phrase matches anywhere in one sentence.
@@ -778,20 +835,7 @@ impl Matcher<'_> {
     }
 
     fn walk(&self, node: &Node, at: usize, limit: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        match node {
-            Node::Word(_) | Node::Stem(_) => at < limit && self.test(node, at) && k(at + 1),
-            Node::Seq(items) => self.seq(items, at, limit, k),
-            Node::Alt(options) => options.iter().any(|o| self.walk(o, at, limit, k)),
-            Node::Opt(inner) => self.walk(inner, at, limit, k) || k(at),
-            Node::Gap(n) => (0..=usize::from(*n)).take_while(|g| at + g <= limit).any(|g| k(at + g)),
-        }
-    }
-
-    fn seq(&self, items: &[Node], at: usize, limit: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-        match items.split_first() {
-            None => k(at),
-            Some((first, rest)) => self.walk(first, at, limit, &mut |next| self.seq(rest, next, limit, k)),
-        }
+        walk(node, at, limit, &|n: &Node, at: usize| self.test(n, at), k)
     }
 
     /// Every match of `node` as token ranges, leftmost first, the longest from each start word.
