@@ -17,7 +17,8 @@
 pub mod config;
 pub mod digest;
 pub mod discord;
-pub mod engine;
+/// The pure coaching engine, a crate of its own (`crates/engine`).
+pub use backstop_engine as engine;
 pub mod eval;
 pub mod replay;
 pub mod report;

@@ -98,7 +98,7 @@ pub struct Promise {
 }
 
 impl Promise {
-    /// A promise rebuilt from storage, for [`crate::engine::Engine::restore`] and reminders.
+    /// A promise rebuilt from storage, for [`crate::Engine::restore`] and reminders.
     #[allow(clippy::too_many_arguments)]
     pub fn stored(
         agent: UserId,
@@ -176,7 +176,7 @@ impl Step {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Deadline {
     pub at: Timestamp,
-    pub conversation: crate::engine::ConversationId,
+    pub conversation: crate::ConversationId,
     pub promise: u64,
     pub stage: Step,
 }

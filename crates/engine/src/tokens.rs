@@ -285,7 +285,7 @@ fn number_shape(raw: &[u8]) -> Option<WordId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::text::Prepared;
+    use crate::text::Prepared;
 
     fn lexicon() -> Lexicon {
         Lexicon::parse(&[(

@@ -707,7 +707,7 @@ fn sample_texts(rules: &[Rule], role: Role) -> Vec<String> {
 
 /// Texts of one role from the built-in day of support.
 fn sample_day(role: Role) -> impl Iterator<Item = String> {
-    include_str!("../../examples/support-day.jsonl")
+    include_str!("../../../examples/support-day.jsonl")
         .lines()
         .filter_map(move |line| {
             let v: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -1084,14 +1084,31 @@ regex = ['''(unclosed''']
         use super::*;
         use proptest::prelude::*;
 
+        /// The project's config folder: `lexicon.toml` then `lexicon/*.toml`, or `rules/*.toml`.
+        fn shipped_files(kind: &str) -> Vec<(String, String)> {
+            let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+            let mut files = Vec::new();
+            if kind == "lexicon" {
+                let core = config.join("lexicon.toml");
+                files.push((core.display().to_string(), std::fs::read_to_string(&core).unwrap()));
+            }
+            let mut paths: Vec<_> = std::fs::read_dir(config.join(kind))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            paths.sort();
+            for p in paths {
+                files.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+            }
+            files
+        }
+
         fn shipped() -> &'static RuleSet {
             static SET: std::sync::OnceLock<RuleSet> = std::sync::OnceLock::new();
             SET.get_or_init(|| {
-                let named = |files: &[(&str, &str)]| -> Vec<(String, String)> {
-                    files.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect()
-                };
-                let lexicon = Lexicon::parse(&named(&crate::config::BUILT_IN_LEXICON)).expect("shipped lexicon");
-                RuleSet::parse(&lexicon, &named(&crate::config::BUILT_IN_RULES), DEFAULT_BUDGET).expect("shipped rules")
+                let lexicon = Lexicon::parse(&shipped_files("lexicon")).expect("shipped lexicon");
+                RuleSet::parse(&lexicon, &shipped_files("rules"), DEFAULT_BUDGET).expect("shipped rules")
             })
         }
 
@@ -1214,7 +1231,7 @@ regex = ['''(unclosed''']
 
         #[test]
         fn agree_on_the_example_day() {
-            for line in include_str!("../../examples/support-day.jsonl").lines() {
+            for line in include_str!("../../../examples/support-day.jsonl").lines() {
                 let v: serde_json::Value = serde_json::from_str(line).unwrap();
                 agree(v["text"].as_str().unwrap()).unwrap();
             }

@@ -876,7 +876,7 @@ impl Matcher<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::text::Prepared;
+    use crate::text::Prepared;
     use std::sync::Arc;
 
     fn lexicon() -> Lexicon {

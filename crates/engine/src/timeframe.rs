@@ -476,16 +476,16 @@ mod tests {
     }
 
     /// The shipped lexicon's timeframe words, with a one-rule book around them.
-    fn rules() -> &'static crate::engine::RuleSet {
-        static RULES: std::sync::OnceLock<crate::engine::RuleSet> = std::sync::OnceLock::new();
+    fn rules() -> &'static crate::RuleSet {
+        static RULES: std::sync::OnceLock<crate::RuleSet> = std::sync::OnceLock::new();
         RULES.get_or_init(|| {
             let lexicon = Lexicon::parse(&[(
                 "config/lexicon.toml".into(),
-                crate::config::BUILT_IN_LEXICON[0].1.into(),
+                include_str!("../../../config/lexicon.toml").into(),
             )])
             .expect("shipped lexicon");
             let book = "[[rule]]\nid = \"a\"\nkind = \"apology\"\nphrases = [\"sorry\"]\n";
-            crate::engine::RuleSet::parse(&lexicon, &[("rules.toml".into(), book.into())], 8.0).expect("book")
+            crate::RuleSet::parse(&lexicon, &[("rules.toml".into(), book.into())], 8.0).expect("book")
         })
     }
 

@@ -1,9 +1,18 @@
-//! The coaching engine: messages in, nudges out, state per conversation.
+//! The coaching engine: messages in, detections and nudges out, state per conversation.
 //!
-//! Pure by design: no Discord, no async runtime, no files, no clock. Time is whatever the caller
+//! Pure by design, and a crate of its own so its `Cargo.toml` shows it: no Discord, no async
+//! runtime, no database, no files, no clock. Time is whatever the caller
 //! passes in, so the live bot, `backstop replay` and the tests get the same nudges from the same
 //! messages. State lives in a [`DashMap`] so many tasks can feed one engine at once; the reminder
 //! schedule is a time-ordered set, so finding what is due never walks every promise.
+//!
+//! # Layout
+//! - [`text`](Prepared): the scan text (typography folded, quotes and code blanked).
+//! - `lexicon`, `tokens`: spellings and classes; a message as normalised words and sentences.
+//! - `phrase`, `automaton`, `rules`: the phrase language, the word index, the rule book.
+//! - `learned`: the learned layer's features, model files and scoring.
+//! - `timeframe`, `settings`, `prompts`: due times, engine settings, coaching text.
+//! - `model`, `state`: ids, messages, detections, nudges; what is kept per conversation.
 //!
 //! Lock order, to stay deadlock-free: a conversation's map entry first, then the schedule; never
 //! the other way round.
