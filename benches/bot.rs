@@ -16,12 +16,10 @@ use serde_json::json;
 
 use backstop::discord::clock::{Clock, ManualClock};
 use backstop::discord::config::{BotConfig, Token};
-use backstop::discord::stand_in::{
-    message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn,
-};
 use backstop::discord::{start, Endpoint, Options};
 use backstop::engine::Role;
 use backstop::store::{StorageConfig, Store};
+use backstop_stand_in::{message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn};
 
 const N: usize = 10_000;
 const GUILD: u64 = 800_000_000_000_000_001;

@@ -10,11 +10,9 @@ use serde_json::{json, Value};
 
 use backstop::discord::clock::{Clock, ManualClock};
 use backstop::discord::config::{BotConfig, Token};
-use backstop::discord::stand_in::{
-    message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, Recorded, RoleSpec, StandIn,
-};
 use backstop::discord::{start, Endpoint, Options, Running};
 use backstop::store::{StorageConfig, Store};
+use backstop_stand_in::{message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, Recorded, RoleSpec, StandIn};
 
 const GUILD: u64 = 900_000_000_000_000_001;
 const AGENT_ROLE: u64 = 900_000_000_000_000_010;

@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use backstop::discord::clock::ScaledClock;
-use backstop::discord::stand_in::{message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, StandIn};
+use backstop_stand_in::{message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, StandIn};
 
 use common::pg::TestDb;
 

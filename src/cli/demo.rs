@@ -14,13 +14,11 @@ use serde_json::json;
 use backstop::config::Sources;
 use backstop::discord::clock::{Clock, ManualClock};
 use backstop::discord::config::{BotConfig, Token};
-use backstop::discord::stand_in::{
-    message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn,
-};
 use backstop::discord::{start, Endpoint, Options};
 use backstop::engine::Role;
 use backstop::store::{StorageConfig, Store};
 use backstop::transcript::{parse_all, Record};
+use backstop_stand_in::{message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use backstop::discord::stand_in::{ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn};
+use backstop_stand_in::{ChannelSpec, GuildSpec, MemberSpec, RoleSpec, Seen, StandIn};
 
 #[derive(Debug, Args)]
 pub struct StandInArgs {

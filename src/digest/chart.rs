@@ -10,7 +10,7 @@ use plotters::style::FontStyle;
 use super::Figures;
 
 /// DejaVu Sans (free licence, see DejaVuSans-LICENSE.txt), embedded so no system font is needed.
-const FONT: &[u8] = include_bytes!("DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const WIDTH: u32 = 900;
 const HEIGHT: u32 = 380;
 const CARD: RGBColor = RGBColor(247, 247, 248);

@@ -3,8 +3,8 @@
 //! Only this module imports serenity. Layout: [`config`] (backstop.toml and the token), `handler`
 //! (events in, nudges out), `delivery` (DM or coaching thread, with retries), `commands` (slash
 //! commands), `convert` (serenity types to ours), [`clock`] (real or hand-moved time),
-//! `reminders` (the durable scheduler: heads-ups, overdue notices, escalations), and
-//! [`stand_in`], a local Discord for tests and the demo. State that must outlive the process goes
+//! `reminders` (the durable scheduler: heads-ups, overdue notices, escalations). The local Discord
+//! that tests and the demo run against is its own crate, `backstop-stand-in`. State that must outlive the process goes
 //! to [`crate::store`].
 
 pub mod clock;
@@ -17,8 +17,6 @@ mod handler;
 pub mod metrics;
 mod reload;
 pub mod reminders;
-#[cfg(feature = "stand-in")]
-pub mod stand_in;
 
 use std::collections::HashMap;
 use std::sync::Arc;
