@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use backstop::discord::clock::{Clock, ManualClock};
+use backstop::clock::{Clock, ManualClock};
 use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::{start, Endpoint, Options};
 use backstop::engine::Role;

@@ -7,13 +7,15 @@
 //! - [`config`]: loads rules, prompts and settings from disk (or the built-in defaults) and checks them.
 //! - [`transcript`]: the JSON Lines transcript format, read with errors that name line and field.
 //! - [`replay`]: drives the engine over a transcript, on the transcript's own clock.
-//! - [`eval`]: scores nudges against labelled transcripts (precision, recall, F1).
+//! - [`eval`]: scores detections and nudges against labelled transcripts (precision, recall, F1).
 //! - [`store`]: durable state in SQLite or PostgreSQL: promises, the nudge log, settings.
 //! - [`report`]: the rule-quality report from agents' 👍/👎 feedback.
+//! - [`clock`]: the bot's time source: real, moved by hand (tests, the demo) or sped up.
 //! - [`train`]: fits the learned layer's models from labelled transcripts (`backstop train`).
 //!
 //! The `backstop` binary (`src/main.rs`) is a thin edge over these.
 
+pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod discord;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use backstop::discord::clock::{Clock, ManualClock};
+use backstop::clock::{Clock, ManualClock};
 use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::{start, Endpoint, Options, Running};
 use backstop::store::{StorageConfig, Store};
@@ -1084,5 +1084,32 @@ async fn digests_missed_while_down_are_posted_once_and_never_twice() {
     s.restart().await;
     s.settle().await;
     assert_eq!(s.posts_to(COACHING).len(), 1, "no double post after a restart");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_runs_on_the_bots_clock_and_forgets_idle_conversations() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi, thanks for reaching out. How can I help?", "09:00");
+    let handler = s.bot.as_ref().unwrap().handler.clone();
+    let engine = handler.guilds.engine(GUILD).unwrap().clone();
+    assert_eq!(engine.conversations(), 1);
+    // Moving the bot's clock past `forget_idle_after` (12 h) wakes housekeeping: no real
+    // ten-minute wait.
+    s.clock.advance_to("2026-11-23T21:30:00Z".parse().unwrap());
+    let deadline = std::time::Instant::now() + WAIT;
+    while engine.conversations() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(engine.conversations(), 0, "the idle conversation is left to the store");
+    // Its context comes back from the store with the next message.
+    s.say(
+        TICKET,
+        CUST,
+        "I haven't received my refund and it's been 3 weeks",
+        "21:31",
+    );
+    let dms = s.wait_dms(ANA, 1).await;
+    assert_eq!(dms.len(), 1, "the restored conversation still knows its agent");
     s.stop().await;
 }

@@ -20,7 +20,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use backstop::discord::clock::ScaledClock;
+use backstop::clock::ScaledClock;
 use backstop_stand_in::{message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, RoleSpec, StandIn};
 
 use common::pg::TestDb;

@@ -11,8 +11,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
+use backstop::clock::{Clock, ManualClock};
 use backstop::config::Sources;
-use backstop::discord::clock::{Clock, ManualClock};
 use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::{start, Endpoint, Options};
 use backstop::engine::Role;

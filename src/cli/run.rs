@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 
-use backstop::discord::clock::{Clock, ScaledClock};
+use backstop::clock::{Clock, ScaledClock};
 use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::{start, Endpoint, Options};
 use backstop::store::{ShardRange, StorageConfig, Store};

@@ -88,7 +88,7 @@ pub async fn for_agent(handler: &Handler, guild: &GuildConfig, agent: u64) -> Re
 }
 
 /// A guild's digest loop for one cadence.
-pub async fn run(handler: Arc<Handler>, guild: u64, cadence: Cadence) {
+pub async fn run(handler: Arc<Handler>, guild: u64, cadence: Cadence, mut stop: super::stop::Stop) {
     let Some(config) = handler.config.guild(guild) else {
         return;
     };
@@ -107,7 +107,9 @@ pub async fn run(handler: Arc<Handler>, guild: u64, cadence: Cadence) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot read digest bookkeeping; retrying"),
         }
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        if !stop.wait(tokio::time::sleep(Duration::from_secs(5))).await {
+            return;
+        }
     };
     loop {
         let now = clock.now();
@@ -121,13 +123,19 @@ pub async fn run(handler: Arc<Handler>, guild: u64, cadence: Cadence) {
                 }
                 Err(why) => {
                     tracing::warn!(guild, %why, "could not post a digest; retrying in a minute");
-                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    if !stop.wait(tokio::time::sleep(Duration::from_secs(60))).await {
+                        return;
+                    }
                     continue;
                 }
             }
         }
         match cadence.next_slot(now, &tz) {
-            Some(next) => clock.sleep_until(next).await,
+            Some(next) => {
+                if !stop.wait(clock.sleep_until(next)).await {
+                    return;
+                }
+            }
             None => return,
         }
     }

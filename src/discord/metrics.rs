@@ -51,6 +51,7 @@ fn recorder() -> Option<&'static PrometheusHandle> {
 pub async fn serve(
     addr: SocketAddr,
     handler: Arc<Handler>,
+    stop: super::stop::Stop,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -68,7 +69,10 @@ pub async fn serve(
                 }
             }
         });
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.requested())
+            .await
+        {
             tracing::error!(error = %e, "the metrics server stopped");
         }
         upkeep.abort();

@@ -2,12 +2,10 @@
 //!
 //! Only this module imports serenity. Layout: [`config`] (backstop.toml and the token), `handler`
 //! (events in, nudges out), `delivery` (DM or coaching thread, with retries), `commands` (slash
-//! commands), `convert` (serenity types to ours), [`clock`] (real or hand-moved time),
-//! `reminders` (the durable scheduler: heads-ups, overdue notices, escalations). The local Discord
+//! commands), `convert` (serenity types to ours), `reminders` (the durable scheduler: heads-ups, overdue notices, escalations). The local Discord
 //! that tests and the demo run against is its own crate, `backstop-stand-in`. State that must outlive the process goes
 //! to [`crate::store`].
 
-pub mod clock;
 mod commands;
 pub mod config;
 mod convert;
@@ -17,6 +15,7 @@ mod handler;
 pub mod metrics;
 mod reload;
 pub mod reminders;
+mod stop;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,10 +24,10 @@ use std::time::Duration;
 use serenity::all::{ClientBuilder, GatewayIntents, HttpBuilder};
 use tokio::sync::Notify;
 
+use crate::clock::Clock;
 use crate::engine::{Engine, Prompts};
 use crate::store::writer::Writer;
 use crate::store::{ShardRange, Store, StoreError};
-use clock::Clock;
 use config::BotConfig;
 use delivery::Deliverer;
 use handler::Handler;
@@ -131,6 +130,7 @@ pub struct Running {
     shard_manager: Arc<serenity::all::ShardManager>,
     task: tokio::task::JoinHandle<Result<(), BotError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    stop: stop::StopSignal,
 }
 
 impl Running {
@@ -138,8 +138,21 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), BotError> {
         self.shard_manager.shutdown_all().await;
         self.handler.in_flight.drain(Duration::from_secs(15)).await;
-        for s in &self.background {
-            s.abort();
+        // Tasks return at their next idle point, so a reminder being sent is also recorded.
+        self.stop.stop();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut cut_short = 0;
+        for mut task in self.background {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                cut_short += 1;
+            }
+        }
+        if cut_short > 0 {
+            tracing::warn!(
+                tasks = cut_short,
+                "background tasks did not stop within 10 s (the database is not answering?); stopped them"
+            );
         }
         self.handler.flush_contexts();
         if !self.handler.writer.flush(Duration::from_secs(10)).await {
@@ -232,29 +245,35 @@ pub async fn start(
         .map_err(BotError::Client)?;
     let _ = deliverer.set(Deliverer::new(client.http.clone()));
     let shard_manager = client.shard_manager.clone();
-    let background = vec![
-        tokio::spawn(reminders::run(handler.clone())),
-        tokio::spawn(housekeeping(handler.clone())),
-        tokio::spawn(flush_contexts(handler.clone())),
-        tokio::spawn(reload::watch(handler.clone())),
+    let (stop_signal, stop) = stop::channel();
+    let mut background = vec![
+        tokio::spawn(reminders::run(handler.clone(), stop.clone())),
+        tokio::spawn(housekeeping(handler.clone(), stop.clone())),
+        tokio::spawn(flush_contexts(handler.clone(), stop.clone())),
+        tokio::spawn(reload::watch(handler.clone(), stop.clone())),
     ];
-    let mut background = background;
     for g in &config.guilds {
         // Digests come from the process that owns the guild's shard, so they are posted once.
         if options.shards.is_none_or(|s| s.owns(g.id)) {
             for cadence in &g.digests {
-                background.push(tokio::spawn(digests::run(handler.clone(), g.id, *cadence)));
+                background.push(tokio::spawn(digests::run(
+                    handler.clone(),
+                    g.id,
+                    *cadence,
+                    stop.clone(),
+                )));
             }
         }
     }
     let mut metrics_addr = None;
     if let Some(addr) = options.metrics {
-        let (bound, task) = metrics::serve(addr, handler.clone())
+        let (bound, task) = metrics::serve(addr, handler.clone(), stop.clone())
             .await
             .map_err(|e| BotError::Metrics(addr, e))?;
         metrics_addr = Some(bound);
         background.push(task);
         let runners = shard_manager.runners.clone();
+        let mut stop = stop.clone();
         background.push(tokio::spawn(async move {
             loop {
                 for (id, info) in runners.lock().await.iter() {
@@ -263,7 +282,9 @@ pub async fn start(
                             .set(latency.as_secs_f64());
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(10)).await;
+                if !stop.wait(tokio::time::sleep(Duration::from_secs(10))).await {
+                    return;
+                }
             }
         }));
     }
@@ -281,15 +302,15 @@ pub async fn start(
         shard_manager,
         task,
         background,
+        stop: stop_signal,
     })
 }
 
 /// Writes changed conversation contexts every half second: one write per busy conversation
 /// instead of one per message. A crash loses at most that half second of context (who spoke
 /// last, whether an apology came), never a promise: promises are written before they are noted.
-async fn flush_contexts(handler: Arc<Handler>) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+async fn flush_contexts(handler: Arc<Handler>, mut stop: stop::Stop) {
+    while stop.wait(tokio::time::sleep(Duration::from_millis(500))).await {
         handler.flush_contexts();
     }
 }
@@ -297,15 +318,24 @@ async fn flush_contexts(handler: Arc<Handler>) {
 /// Housekeeping: every ten minutes, forgets conversations idle past `forget_idle_after` (their
 /// context is in the store and comes back with their next message), so memory stays bounded; at
 /// start and every six hours, purges nudge logs and closed promises past `retention_days`.
-async fn housekeeping(handler: Arc<Handler>) {
-    const EVERY: Duration = Duration::from_secs(600);
+/// It runs on the bot's clock, so tests and the demo move it by hand.
+async fn housekeeping(handler: Arc<Handler>, mut stop: stop::Stop) {
+    const EVERY: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
     const PURGE_EVERY: u32 = 36;
+    let clock = handler.guilds.clock().clone();
     let mut round = 0u32;
     loop {
-        let now = handler.guilds.clock().now();
-        let forgotten: usize = handler.guilds.all().map(|(_, e)| e.forget_idle(now)).sum();
-        if forgotten > 0 {
-            tracing::debug!(forgotten, "idle conversations left to the store");
+        let now = clock.now();
+        // Only what the store holds may be forgotten: write pending contexts first, and while
+        // the database is away keep everything in memory.
+        handler.flush_contexts();
+        if handler.writer.flush(Duration::from_secs(10)).await {
+            let forgotten: usize = handler.guilds.all().map(|(_, e)| e.forget_idle(now)).sum();
+            if forgotten > 0 {
+                tracing::debug!(forgotten, "idle conversations left to the store");
+            }
+        } else {
+            tracing::warn!("database writes are queued; keeping idle conversations in memory for now");
         }
         if let (0, Some(days)) = (round % PURGE_EVERY, handler.config.storage.retention_days) {
             let before = now.as_millisecond() - i64::from(days) * 86_400_000;
@@ -324,6 +354,8 @@ async fn housekeeping(handler: Arc<Handler>) {
             }
         }
         round = round.wrapping_add(1);
-        tokio::time::sleep(EVERY).await;
+        if !stop.wait(clock.sleep_until(now + EVERY)).await {
+            return;
+        }
     }
 }

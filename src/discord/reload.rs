@@ -60,7 +60,7 @@ fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, SystemTime> {
 
 /// Watches the rule and prompt folders (polling every two seconds, which needs no platform
 /// support) and reloads when a file changes.
-pub async fn watch(handler: Arc<Handler>) {
+pub async fn watch(handler: Arc<Handler>, mut stop: super::stop::Stop) {
     let Some(sources) = handler.sources.clone() else { return };
     let (config, prompts) = sources.resolved();
     let dirs: Vec<PathBuf> = [config, prompts].into_iter().flatten().collect();
@@ -68,8 +68,7 @@ pub async fn watch(handler: Arc<Handler>) {
         return;
     }
     let mut seen = snapshot(&dirs);
-    loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    while stop.wait(tokio::time::sleep(Duration::from_secs(2))).await {
         let now = snapshot(&dirs);
         if now == seen {
             continue;

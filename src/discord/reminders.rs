@@ -86,19 +86,28 @@ impl Reminders {
 }
 
 /// The scheduler loop: sleeps until the next step or a wake-up, then fires what is due.
-pub async fn run(handler: Arc<Handler>) {
+pub async fn run(handler: Arc<Handler>, mut stop: super::stop::Stop) {
     loop {
         let now = handler.guilds.clock().now().as_millisecond();
         for (at, id) in handler.reminders.take_due(now) {
             fire(&handler, at, id).await;
         }
         let clock = handler.guilds.clock().clone();
-        match handler.reminders.next_at() {
-            Some(at) => tokio::select! {
-                _ = clock.sleep_until(from_ms(at)) => {}
-                _ = handler.reminders.wake.notified() => {}
-            },
-            None => handler.reminders.wake.notified().await,
+        let wake = handler.reminders.wake.notified();
+        let waited = match handler.reminders.next_at() {
+            Some(at) => {
+                stop.wait(async {
+                    tokio::select! {
+                        _ = clock.sleep_until(from_ms(at)) => {}
+                        _ = wake => {}
+                    }
+                })
+                .await
+            }
+            None => stop.wait(wake).await,
+        };
+        if !waited {
+            return;
         }
     }
 }
