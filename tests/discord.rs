@@ -1113,3 +1113,63 @@ async fn housekeeping_runs_on_the_bots_clock_and_forgets_idle_conversations() {
     assert_eq!(dms.len(), 1, "the restored conversation still knows its agent");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_past_the_due_time_the_agent_hears_first_and_once() {
+    let s = setup().await;
+    s.say(TICKET, CUST, "hi, quick question about my order", "14:00");
+    s.say(
+        TICKET,
+        ANA,
+        "So sorry about this! I'll call you back by 3pm with an update.",
+        "14:01",
+    );
+    s.wait_dms(ANA, 1).await;
+    // The scheduler next wakes two hours after the due time (the bot was down meanwhile).
+    s.clock.advance_to("2026-11-23T17:00:00Z".parse().unwrap());
+    let dms = s.wait_dms(ANA, 2).await;
+    let footer = |r: &Recorded| embed(r)["footer"]["text"].as_str().unwrap_or("").to_string();
+    assert!(
+        footer(&dms[1]).contains("follow_up_overdue"),
+        "no heads-up for something already late: {}",
+        footer(&dms[1])
+    );
+    s.settle().await;
+    assert_eq!(s.dms_to(ANA).len(), 2, "one notice, not a heads-up and a notice");
+    assert!(
+        s.posts_to(COACHING).is_empty(),
+        "the team is not told in the same breath as the agent"
+    );
+    s.clock.advance_to("2026-11-23T17:29:00Z".parse().unwrap());
+    s.settle().await;
+    assert!(s.posts_to(COACHING).is_empty(), "the agent gets the full 30 minutes");
+    s.clock.advance_to("2026-11-23T17:30:00Z".parse().unwrap());
+    assert!(
+        s.stand_in.wait_until(WAIT, |_| !s.posts_to(COACHING).is_empty()).await,
+        "then the lapse goes to the team"
+    );
+    // The log says when each went out and the promise counts what reached someone.
+    let handler = s.bot.as_ref().unwrap().handler.clone();
+    let log = handler.store.export_nudges(0).await.unwrap();
+    let overdue: Vec<&Value> = log.iter().filter(|n| n["kind"] == "follow_up_overdue").collect();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(
+        overdue[0]["at"], "2026-11-23T17:00:00Z",
+        "logged at the send time, not the 15:00 schedule"
+    );
+    assert!(log.iter().all(|n| n["kind"] != "follow_up_reminder"));
+    // The escalation is recorded just after it is posted.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut promises = handler.store.export_promises(0).await.unwrap();
+    while promises[0]["state"] != "escalated" && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        promises = handler.store.export_promises(0).await.unwrap();
+    }
+    assert_eq!(promises.len(), 1);
+    assert_eq!(
+        promises[0]["reminders"], 2,
+        "the notice and the escalation, both delivered"
+    );
+    assert_eq!(promises[0]["state"], "escalated");
+    s.stop().await;
+}

@@ -11,8 +11,8 @@ use std::time::Duration;
 use backstop::engine::{Context, Step, UserId};
 use backstop::store::writer::{Write, Writer};
 use backstop::store::{
-    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, ShardRange, StorageConfig, Store,
-    StoreError,
+    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, SentStep, ShardRange,
+    StorageConfig, Store, StoreError,
 };
 use common::pg::TestDb;
 
@@ -231,6 +231,7 @@ macro_rules! both_backends {
 both_backends! {
     store: [
         promise_lifecycle,
+        a_sent_step_and_its_nudge_are_stored_together,
         reschedule_moves_open_promises_only,
         personal_data_is_masked_before_it_is_stored,
         pending_is_limited_to_the_shards_given,
@@ -310,27 +311,18 @@ async fn promise_lifecycle(store: Store) {
     );
 
     // The reminder goes out; a second scheduler holding the old time loses the race.
-    let sent = store
-        .step_sent(
-            id_a,
-            T0 + HOUR,
-            PromiseState::Reminded,
-            Some((T0 + 2 * HOUR, Step::Overdue)),
-            T0 + HOUR,
-        )
-        .await
-        .unwrap();
+    let step = SentStep {
+        id: id_a,
+        expected_at: T0 + HOUR,
+        state: PromiseState::Reminded,
+        next: Some((T0 + 2 * HOUR, Step::Overdue)),
+        now: T0 + HOUR,
+        delivered: true,
+        log: None,
+    };
+    let sent = store.step_sent(&step).await.unwrap();
     assert!(sent, "the step was due at the expected time");
-    let again = store
-        .step_sent(
-            id_a,
-            T0 + HOUR,
-            PromiseState::Reminded,
-            Some((T0 + 2 * HOUR, Step::Overdue)),
-            T0 + HOUR,
-        )
-        .await
-        .unwrap();
+    let again = store.step_sent(&step).await.unwrap();
     assert!(!again, "a stale expected_at must not move the promise on");
 
     let stored = store.promise(id_a).await.unwrap().expect("promise a");
@@ -384,6 +376,84 @@ async fn promise_lifecycle(store: Store) {
     // The same message seen again (a replayed event) does not reopen it.
     assert_eq!(store.insert_promise(&a).await.unwrap(), id_a);
     assert_eq!(store.promise(id_a).await.unwrap().unwrap().state, PromiseState::Done);
+}
+
+async fn a_sent_step_and_its_nudge_are_stored_together(store: Store) {
+    let g = g();
+    let id = store
+        .insert_promise(&promise_at(g, 100, 10, Some(20), 1000, T0))
+        .await
+        .unwrap();
+    // The heads-up could not be delivered: the promise moves on, the count does not.
+    let mut failed = nudge(
+        "1000:follow_up_reminder",
+        g,
+        Some(10),
+        Some(20),
+        "follow_up_reminder",
+        "r",
+        T0 + HOUR + 7,
+    );
+    failed.delivered = false;
+    let step = SentStep {
+        id,
+        expected_at: T0 + HOUR,
+        state: PromiseState::Reminded,
+        next: Some((T0 + 2 * HOUR, Step::Overdue)),
+        now: T0 + HOUR + 9,
+        delivered: false,
+        log: Some(failed),
+    };
+    assert!(store.step_sent(&step).await.unwrap());
+    let p = store.promise(id).await.unwrap().unwrap();
+    assert_eq!(
+        (p.state, p.reminders),
+        (PromiseState::Reminded, 0),
+        "an undelivered step is not counted"
+    );
+    // The overdue notice reaches the agent: counted, and logged with the time it went out.
+    let overdue = nudge(
+        "1000:follow_up_overdue",
+        g,
+        Some(10),
+        Some(20),
+        "follow_up_overdue",
+        "r",
+        T0 + 2 * HOUR + 5,
+    );
+    let step = SentStep {
+        id,
+        expected_at: T0 + 2 * HOUR,
+        state: PromiseState::Overdue,
+        next: Some((T0 + 3 * HOUR, Step::Escalate)),
+        now: T0 + 2 * HOUR + 6,
+        delivered: true,
+        log: Some(overdue),
+    };
+    assert!(store.step_sent(&step).await.unwrap());
+    // A crash between send and record repeats the step once: the row and the count stay single.
+    assert!(!store.step_sent(&step).await.unwrap(), "the row has moved on");
+    let p = store.promise(id).await.unwrap().unwrap();
+    assert_eq!((p.state, p.reminders), (PromiseState::Overdue, 1));
+    let log = store.export_nudges(0).await.unwrap();
+    let rows: Vec<(&str, &str, bool)> = log
+        .iter()
+        .map(|n| {
+            (
+                n["kind"].as_str().unwrap(),
+                n["at"].as_str().unwrap(),
+                n["delivered"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let at = |ms| backstop::store::from_ms(ms).to_string();
+    assert_eq!(
+        rows,
+        vec![
+            ("follow_up_reminder", at(T0 + HOUR + 7).as_str(), false),
+            ("follow_up_overdue", at(T0 + 2 * HOUR + 5).as_str(), true)
+        ]
+    );
 }
 
 // PG: fails until the KNOWN BUG above is fixed (INT4 column read as i64).

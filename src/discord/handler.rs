@@ -170,7 +170,16 @@ impl Handler {
 
     /// Sends nudges for a conversation in `guild`, once per (message, kind).
     pub async fn send(&self, guild: &GuildConfig, channel: u64, nudges: Vec<Nudge>) {
-        let Some(deliverer) = self.deliverer() else { return };
+        for entry in self.deliver(guild, channel, nudges).await {
+            self.writer.send(Write::Nudge(entry));
+        }
+    }
+
+    /// Delivers nudges (skipping muted agents and repeats) and returns their log rows, for the
+    /// caller to store: queued by [`Handler::send`], or with the promise step they belong to.
+    pub async fn deliver(&self, guild: &GuildConfig, channel: u64, nudges: Vec<Nudge>) -> Vec<NewNudge> {
+        let mut log = Vec::new();
+        let Some(deliverer) = self.deliverer() else { return log };
         for nudge in nudges {
             if nudge.agent.is_none() || self.muted(guild.id, &nudge) {
                 continue;
@@ -208,9 +217,9 @@ impl Handler {
                     false
                 }
             };
-            self.writer
-                .send(Write::Nudge(log_entry(guild.id, channel, &nudge, delivered)));
+            log.push(log_entry(guild.id, channel, &nudge, delivered));
         }
+        log
     }
 
     /// Queues the context of every conversation changed since the last call.
@@ -280,7 +289,9 @@ impl Handler {
         for change in changes {
             let (message, due_words, state) = match change {
                 PromiseChange::Made(p) => {
-                    let next = engine.next_step(&p, false).map(|(t, s)| (t.as_millisecond(), s));
+                    let next = engine
+                        .next_step(&p, false, from_ms(now))
+                        .map(|(t, s)| (t.as_millisecond(), s));
                     let row = NewPromise {
                         guild,
                         conversation,
@@ -324,7 +335,9 @@ impl Handler {
                 due_at: promise.due.at.as_millisecond(),
                 due_words,
                 state,
-                next: engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s)),
+                next: engine
+                    .next_step(&promise, false, from_ms(now))
+                    .map(|(t, s)| (t.as_millisecond(), s)),
             };
             self.reschedule(change, now).await;
         }
@@ -452,7 +465,9 @@ impl Handler {
                     due_at: until.as_millisecond(),
                     due_words: None,
                     state: PromiseState::Snoozed,
-                    next: engine.next_step(&promise, false).map(|(t, s)| (t.as_millisecond(), s)),
+                    next: engine
+                        .next_step(&promise, false, now)
+                        .map(|(t, s)| (t.as_millisecond(), s)),
                 };
                 self.reschedule(change, now.as_millisecond()).await;
             }

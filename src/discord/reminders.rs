@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use super::delivery;
 use super::handler::Handler;
 use crate::engine::{format_due, ConversationId, NudgeKind, Step};
-use crate::store::{from_ms, PromiseState, ShardRange, Store, StoreError, StoredPromise};
+use crate::store::{from_ms, PromiseState, SentStep, ShardRange, Store, StoreError, StoredPromise};
 
 /// The time-ordered index of pending steps.
 #[derive(Debug, Default)]
@@ -131,10 +131,17 @@ async fn fire(handler: &Handler, at: i64, id: i64) {
     let (Some(config), Some(engine)) = (handler.config.guild(row.guild), handler.guilds.engine(row.guild)) else {
         return;
     };
-    let lag = handler.guilds.clock().now().as_millisecond() - at;
+    let sent_at = handler.guilds.clock().now();
+    let lag = sent_at.as_millisecond() - at;
     metrics::histogram!(super::metrics::REMINDER_LAG).record(lag.max(0) as f64 / 1000.0);
     let mut promise = row.to_engine();
-    match step {
+    // A heads-up that comes after the due time (the bot was down) would say "coming up" about
+    // something already late: the agent gets the overdue notice instead.
+    let step = match step {
+        Step::Reminder if sent_at >= promise.due.at => Step::Overdue,
+        step => step,
+    };
+    let (delivered, log) = match step {
         Step::Reminder | Step::Overdue => {
             let kind = if step == Step::Reminder {
                 NudgeKind::FollowUpReminder
@@ -142,26 +149,33 @@ async fn fire(handler: &Handler, at: i64, id: i64) {
                 NudgeKind::FollowUpOverdue
             };
             let conversation = ConversationId::new(&row.conversation.to_string());
-            let nudge = engine.reminder(kind, &conversation, &promise, from_ms(at));
-            handler.send(config, row.conversation, vec![nudge]).await;
+            // Stamped with when it went out, not when it was scheduled: that is what the nudge
+            // log, stats and digests report.
+            let nudge = engine.reminder(kind, &conversation, &promise, sent_at);
+            let log = handler.deliver(config, row.conversation, vec![nudge]).await.pop();
+            (log.as_ref().is_some_and(|l| l.delivered), log)
         }
-        Step::Escalate => escalate(handler, &row, config).await,
-    }
+        Step::Escalate => (escalate(handler, &row, config).await, None),
+    };
     promise.reminded = true;
     promise.overdue = step != Step::Reminder;
     let next = engine
-        .next_step(&promise, step == Step::Escalate)
+        .next_step(&promise, step == Step::Escalate, sent_at)
         .map(|(t, s)| (t.as_millisecond(), s));
     engine.promise_step_sent(&row.conversation.to_string(), promise.source, step);
-    let now = handler.guilds.clock().now().as_millisecond();
+    let sent = SentStep {
+        id,
+        expected_at: at,
+        state: PromiseState::after(step),
+        next,
+        now: handler.guilds.clock().now().as_millisecond(),
+        delivered,
+        log,
+    };
     // Recorded before the next step is scheduled, so that step finds the row waiting for it.
     // While the database is away this waits: nothing else could be read from it either.
     let mut backoff = Duration::from_millis(100);
-    while let Err(e) = handler
-        .store
-        .step_sent(id, at, PromiseState::after(step), next, now)
-        .await
-    {
+    while let Err(e) = handler.store.step_sent(&sent).await {
         tracing::warn!(error = %e, promise = id, "cannot record a sent reminder; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -172,9 +186,10 @@ async fn fire(handler: &Handler, at: i64, id: i64) {
 }
 
 /// Posts a lapsed promise to the team's coaching channel.
-async fn escalate(handler: &Handler, row: &StoredPromise, config: &super::config::GuildConfig) {
+/// Returns whether the post went out.
+async fn escalate(handler: &Handler, row: &StoredPromise, config: &super::config::GuildConfig) -> bool {
     let (Some(coaching), Some(deliverer)) = (config.coaching_channel, handler.deliverer.get()) else {
-        return;
+        return false;
     };
     let link = delivery::jump_link(
         row.guild,
@@ -190,11 +205,15 @@ async fn escalate(handler: &Handler, row: &StoredPromise, config: &super::config
             format_due(from_ms(row.due_at), &config.settings.schedule)
         ))
         .colour(0xC0392B);
-    if let Err(e) = deliverer
+    match deliverer
         .post(ChannelId::new(coaching), CreateMessage::new().embed(embed))
         .await
     {
-        tracing::error!(error = %e, "could not post an escalation");
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "could not post an escalation");
+            false
+        }
     }
 }
 

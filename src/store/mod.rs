@@ -27,11 +27,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 
 pub use records::{
-    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, ShardRange, StoredPromise,
+    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, SentStep, ShardRange, StoredPromise,
 };
 pub use redact::{MaskDef, Redactor};
 
-use crate::engine::{Context, Step};
+use crate::engine::Context;
 
 /// Where state is kept, from `[storage]` in `backstop.toml` and the environment.
 #[derive(Debug, Clone)]
@@ -116,6 +116,31 @@ macro_rules! on_pool {
             Pool::Sqlite($p) => $body,
             Pool::Postgres($p) => $body,
         }
+    };
+}
+
+/// Logging a nudge is idempotent: a step repeated after a crash finds its row already there.
+const INSERT_NUDGE: &str = "INSERT INTO nudges (nudge_key, guild_id, conversation, message_id, agent_id, customer_id, \
+     kind, category, rule, evidence, at, delivered, excerpt) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (nudge_key) DO NOTHING";
+
+/// Binds a [`NewNudge`] (with its redacted evidence and excerpt) to [`INSERT_NUDGE`].
+macro_rules! bind_nudge {
+    ($query:expr, $n:expr, $evidence:expr, $excerpt:expr) => {
+        $query
+            .bind(&$n.key)
+            .bind($n.guild as i64)
+            .bind($n.conversation as i64)
+            .bind($n.message as i64)
+            .bind($n.agent.map(|a| a as i64))
+            .bind($n.customer.map(|c| c as i64))
+            .bind(&$n.kind)
+            .bind($n.category.as_deref())
+            .bind(&$n.rule)
+            .bind($evidence)
+            .bind($n.at)
+            .bind(i64::from($n.delivered))
+            .bind($excerpt)
     };
 }
 
@@ -376,29 +401,39 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Records that a scheduled step went out, if the promise still waits for it at `expected_at`
-    /// (a Done pressed meanwhile wins). Returns whether the row moved on.
-    pub async fn step_sent(
-        &self,
-        id: i64,
-        expected_at: i64,
-        state: PromiseState,
-        next: Option<(i64, Step)>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE promises SET state = $3, next_step = $4, next_at = $5, reminders = reminders + 1, \
+    /// Records that a scheduled step was attempted, if the promise still waits for it at
+    /// `expected_at` (a Done pressed meanwhile wins), and logs its nudge in the same transaction,
+    /// so the log and the promise agree after any crash. Returns whether the row moved on.
+    ///
+    /// `reminders` counts deliveries: a step that could not be delivered moves the promise on
+    /// without adding to it.
+    pub async fn step_sent(&self, step: &SentStep) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE promises SET state = $3, next_step = $4, next_at = $5, reminders = reminders + $7, \
              updated_at = $6, escalated_at = CASE WHEN $3 = 'escalated' THEN $6 ELSE escalated_at END \
              WHERE id = $1 AND next_at = $2";
-        let n = on_pool!(self, pool => sqlx::query(SQL)
-            .bind(id)
-            .bind(expected_at)
-            .bind(state.as_str())
-            .bind(next.map(|(_, s)| s.as_str()))
-            .bind(next.map(|(at, _)| at))
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected());
+        let log = step
+            .log
+            .as_ref()
+            .map(|n| (n, self.redactor.redact(&n.evidence), self.redactor.redact(&n.excerpt)));
+        let n = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let n = sqlx::query(SQL)
+                .bind(step.id)
+                .bind(step.expected_at)
+                .bind(step.state.as_str())
+                .bind(step.next.map(|(_, s)| s.as_str()))
+                .bind(step.next.map(|(at, _)| at))
+                .bind(step.now)
+                .bind(i64::from(step.delivered))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if let (1.., Some((n, evidence, excerpt))) = (n, &log) {
+                bind_nudge!(sqlx::query(INSERT_NUDGE), n, evidence, excerpt).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            n
+        });
         Ok(n > 0)
     }
 
@@ -501,25 +536,9 @@ impl Store {
 
     /// Logs a nudge once per key (a repeated delivery of the same nudge is not a second row).
     pub async fn log_nudge(&self, n: &NewNudge) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO nudges (nudge_key, guild_id, conversation, message_id, agent_id, customer_id, \
-             kind, category, rule, evidence, at, delivered, excerpt) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (nudge_key) DO NOTHING";
         let evidence = self.redactor.redact(&n.evidence);
         let excerpt = self.redactor.redact(&n.excerpt);
-        on_pool!(self, pool => sqlx::query(SQL)
-            .bind(&n.key)
-            .bind(n.guild as i64)
-            .bind(n.conversation as i64)
-            .bind(n.message as i64)
-            .bind(n.agent.map(|a| a as i64))
-            .bind(n.customer.map(|c| c as i64))
-            .bind(&n.kind)
-            .bind(n.category.as_deref())
-            .bind(&n.rule)
-            .bind(&evidence)
-            .bind(n.at)
-            .bind(i64::from(n.delivered))
-            .bind(&excerpt)
+        on_pool!(self, pool => bind_nudge!(sqlx::query(INSERT_NUDGE), n, &evidence, &excerpt)
             .execute(pool)
             .await?
             .rows_affected());

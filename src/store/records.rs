@@ -176,6 +176,22 @@ impl StoredPromise {
     }
 }
 
+/// A scheduled step of a promise that was attempted: what the row moves to, and its nudge's log
+/// row, written together by [`super::Store::step_sent`].
+#[derive(Debug, Clone)]
+pub struct SentStep {
+    pub id: i64,
+    /// The `next_at` the scheduler fired for; the row moves only if it still holds it.
+    pub expected_at: i64,
+    pub state: PromiseState,
+    pub next: Option<(i64, Step)>,
+    /// When it went out.
+    pub now: i64,
+    /// Whether it reached anyone; only deliveries count towards `reminders`.
+    pub delivered: bool,
+    pub log: Option<NewNudge>,
+}
+
 /// A nudge to log.
 #[derive(Debug, Clone)]
 pub struct NewNudge {

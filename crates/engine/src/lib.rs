@@ -797,7 +797,11 @@ impl Engine {
 
     /// The next step a promise waits for and when, given what has gone out already (`escalated`:
     /// the team has been told). Pure: durable schedulers call it to time reminders.
-    pub fn next_step(&self, promise: &Promise, escalated: bool) -> Option<(Timestamp, Step)> {
+    ///
+    /// `now` is when the last step went out. The team is told `escalate_after` after the overdue
+    /// notice actually reached the agent: after an outage the late notice and the escalation do
+    /// not go out together, and the agent still gets their chance first.
+    pub fn next_step(&self, promise: &Promise, escalated: bool, now: Timestamp) -> Option<(Timestamp, Step)> {
         if !promise.reminded && !promise.overdue {
             let remind_at = promise
                 .due
@@ -813,7 +817,8 @@ impl Engine {
         } else if !promise.overdue {
             Some((promise.due.at, Step::Overdue))
         } else if !escalated {
-            Some((add(promise.due.at, self.settings.escalate_after), Step::Escalate))
+            let noticed = promise.due.at.max(now);
+            Some((add(noticed, self.settings.escalate_after), Step::Escalate))
         } else {
             None
         }
@@ -905,7 +910,9 @@ impl Engine {
     /// The next reminder stage a promise is waiting for, if any.
     fn pending(&self, id: &ConversationId, promise: &Promise) -> Option<Deadline> {
         // Escalation is the live bot's business (it needs a team channel); replay stops at overdue.
-        let (at, stage) = self.next_step(promise, false).filter(|(_, s)| *s != Step::Escalate)?;
+        let (at, stage) = self
+            .next_step(promise, false, promise.made_at)
+            .filter(|(_, s)| *s != Step::Escalate)?;
         Some(Deadline {
             at,
             conversation: id.clone(),

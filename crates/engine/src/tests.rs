@@ -372,6 +372,31 @@ fn promise_with_time_reminds_then_goes_overdue() {
 }
 
 #[test]
+fn the_team_is_told_escalate_after_the_overdue_notice_reached_the_agent() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.say("c1", "ana", Role::Agent, "I'll call you back by 3pm", "14:00");
+    let mut p = e.promise("c1").unwrap();
+    let after = e.settings().escalate_after;
+    assert_eq!(e.next_step(&p, false, t("14:00")), Some((t("14:45"), Step::Reminder)));
+    p.reminded = true;
+    assert_eq!(e.next_step(&p, false, t("14:45")), Some((t("15:00"), Step::Overdue)));
+    p.overdue = true;
+    // On time: escalation the configured time after the due time.
+    assert_eq!(
+        e.next_step(&p, false, t("15:00")),
+        Some((t("15:00") + after, Step::Escalate))
+    );
+    // The notice went out two hours late (the bot was down): the agent still gets the full
+    // window before the team hears, not a notice and an escalation in the same second.
+    assert_eq!(
+        e.next_step(&p, false, t("17:00")),
+        Some((t("17:00") + after, Step::Escalate))
+    );
+    assert_eq!(e.next_step(&p, true, t("17:30")), None);
+}
+
+#[test]
 fn promise_without_time_asks_for_one_and_uses_the_default() {
     let e = engine();
     let n = chat(&e).say("c1", "ana", Role::Agent, "I'll get back to you.", "10:00");
