@@ -386,6 +386,49 @@ async fn a_prior_failure_cue_reaches_the_last_agent_privately() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nudges_name_the_customer_the_way_discord_shows_them() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi, thanks for reaching out. How can I help?", "09:00");
+    s.say(TICKET, CUST, "I never received the replacement you sent", "09:01");
+    let dms = s.wait_dms(ANA, 1).await;
+    let text = embed(&dms[0])["description"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!("<@{CUST}> ")),
+        "a mention, which Discord shows as the member's name: {text}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_asking_before_the_due_time_is_not_called_overdue() {
+    let s = setup().await;
+    s.say(TICKET, CUST, "hi, quick question about my order", "14:00");
+    s.say(
+        TICKET,
+        ANA,
+        "So sorry about this! I'll call you back by 3pm with an update.",
+        "14:01",
+    );
+    s.wait_dms(ANA, 1).await;
+    s.say(
+        TICKET,
+        CUST,
+        "you said you'd call me back, still waiting on that call",
+        "14:20",
+    );
+    let dms = s.wait_dms(ANA, 2).await;
+    let e = embed(&dms[1]);
+    let (title, text) = (e["title"].as_str().unwrap(), e["description"].as_str().unwrap());
+    assert_eq!(title, "They're already asking", "{text}");
+    assert!(
+        text.contains("still waiting on that call"),
+        "quotes the customer: {text}"
+    );
+    assert!(!text.contains("hasn't gone out"), "nothing is late yet: {text}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explaining_before_apologizing_is_nudged_in_a_watched_thread() {
     let s = setup().await;
     s.say(THREAD, CUST, "my order arrived smashed, this is ridiculous", "09:00");
@@ -475,6 +518,10 @@ async fn closed_dms_fall_back_to_one_private_coaching_thread() {
         .find(|r| r.path == format!("/channels/{COACHING}/threads"))
         .unwrap();
     assert_eq!(thread_req.body["type"], 12, "private thread");
+    assert_eq!(
+        thread_req.body["name"], "Backstop coaching · ben",
+        "named after the agent, not their id"
+    );
     let ok = s
         .stand_in
         .wait_until(WAIT, |r| {

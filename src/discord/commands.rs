@@ -227,10 +227,13 @@ async fn followups(handler: &Handler, cmd: &CommandInteraction) -> String {
             } else {
                 String::new()
             };
+            let to = p.customer.map(|c| format!(" to <@{c}>")).unwrap_or_default();
+            // The promise as the agent wrote it (the stored excerpt of their message), not the
+            // few words a rule matched.
+            let said = if p.excerpt.is_empty() { &p.evidence } else { &p.excerpt };
             format!(
-                "• due {}{state}{who}: \"{}\" [jump]({link})",
+                "• due {}{state}{who}{to}: \"{said}\" [jump]({link})",
                 format_due(from_ms(p.due_at), schedule),
-                p.evidence
             )
         })
         .collect();

@@ -49,6 +49,8 @@ pub struct Deliverer {
     /// Agents whose DMs are known to be closed.
     dms_closed: DashMap<UserId, ()>,
     threads: DashMap<(ChannelId, UserId), ChannelId>,
+    /// Display names of people seen in watched channels, to name coaching threads after agents.
+    names: DashMap<UserId, String>,
 }
 
 fn is_dms_closed(e: &serenity::Error) -> bool {
@@ -80,6 +82,11 @@ where
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
+            Err(e) if is_dms_closed(&e) => {
+                // Expected and handled by the caller (a coaching thread instead): not an error.
+                tracing::debug!(%what, "DMs closed");
+                return Err(e);
+            }
             Err(e) => {
                 tracing::error!(%what, attempt, error = %e, "send failed for good");
                 return Err(e);
@@ -96,6 +103,28 @@ impl Deliverer {
             dm_channels: DashMap::new(),
             dms_closed: DashMap::new(),
             threads: DashMap::new(),
+            names: DashMap::new(),
+        }
+    }
+
+    /// Remembers how someone is shown in the guild (nickname, else global name, else username).
+    pub fn remember_name(&self, user: UserId, name: &str) {
+        if self.names.get(&user).is_none_or(|n| *n != name) {
+            self.names.insert(user, name.to_string());
+        }
+    }
+
+    /// The agent's display name: remembered from their messages, else asked of Discord.
+    async fn name_of(&self, user: UserId) -> String {
+        if let Some(n) = self.names.get(&user) {
+            return n.clone();
+        }
+        match self.http.get_user(user).await {
+            Ok(u) => u.global_name.unwrap_or(u.name),
+            Err(e) => {
+                tracing::debug!(agent = %user, error = %e, "cannot look up an agent's name; using the id");
+                user.to_string()
+            }
         }
     }
 
@@ -159,7 +188,7 @@ impl Deliverer {
         if let Some(t) = self.threads.get(&(coaching, user)) {
             return Ok(*t);
         }
-        let name = format!("Backstop coaching · {user}");
+        let name = format!("Backstop coaching · {}", self.name_of(user).await);
         let thread = with_retries("create coaching thread", || {
             coaching.create_thread(
                 &self.http,

@@ -369,6 +369,10 @@ impl Handler {
         if !self.is_watched(guild, msg.channel_id.get()) {
             return;
         }
+        if let Some(d) = self.deliverer() {
+            let nick = msg.member.as_ref().and_then(|m| m.nick.as_deref());
+            d.remember_name(msg.author.id, nick.unwrap_or(msg.author.display_name()));
+        }
         let roles: Option<Vec<u64>> = msg.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect());
         if let Some(r) = &roles {
             self.roles.insert((guild.id, msg.author.id.get()), r.clone());

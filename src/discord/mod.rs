@@ -48,7 +48,11 @@ impl Guilds {
             .map(|g| {
                 (
                     g.id,
-                    Arc::new(base.with_settings(g.settings.clone()).without_schedule()),
+                    Arc::new(
+                        base.with_settings(g.settings.clone())
+                            .without_schedule()
+                            .naming(|user| format!("<@{user}>")),
+                    ),
                 )
             })
             .collect();

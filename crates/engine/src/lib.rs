@@ -74,6 +74,9 @@ pub struct Engine {
     own_schedule: bool,
     /// Whether model detections carry the features behind them (`replay --explain`).
     explaining: bool,
+    /// How `{customer}` and `{agent}` are written in coaching text: ids in replay, mentions on
+    /// Discord (which shows them as the member's name).
+    name: fn(&UserId) -> String,
 }
 
 /// Rules and prompts, shared by every guild's engine.
@@ -175,7 +178,14 @@ impl Engine {
             next_promise: AtomicU64::new(1),
             own_schedule: true,
             explaining: false,
+            name: |user| user.as_str().to_string(),
         }
+    }
+
+    /// This engine, writing people in coaching text with `name` (e.g. a chat mention).
+    pub fn naming(mut self, name: fn(&UserId) -> String) -> Engine {
+        self.name = name;
+        self
     }
 
     /// This engine with a learned layer beside the rules (or without one, `None`).
@@ -234,6 +244,7 @@ impl Engine {
         let book = self.book();
         let mut engine = Engine::shared(book.rules, book.prompts, settings).with_learned(book.learned);
         engine.explaining = self.explaining;
+        engine.name = self.name;
         engine
     }
 
@@ -425,13 +436,23 @@ impl Engine {
                     self.unschedule(id, promise);
                     promise.overdue = true;
                     promise.reminded = true;
-                    out.nudges.push(self.promise_nudge(
-                        NudgeKind::FollowUpOverdue,
-                        id,
-                        promise,
-                        msg.at,
-                        Some(evidence),
-                    ));
+                    // Before the due time nothing has been missed yet: the agent hears that the
+                    // customer is already asking, in the customer's words, not "overdue".
+                    let early = msg.at < promise.due.at;
+                    let customer_words = excerpt(msg.text);
+                    out.nudges.push(self.render(Draft {
+                        kind: NudgeKind::FollowUpOverdue,
+                        category: early.then_some(Category::Chased),
+                        conversation: id,
+                        agent: Some(promise.agent.clone()),
+                        customer: promise.customer.clone(),
+                        rule: &promise.rule,
+                        evidence,
+                        quote: if early { &customer_words } else { &promise.quote },
+                        at: msg.at,
+                        due: Some(promise.due.clone()),
+                        source: promise.source,
+                    }));
                     out.changes.push(PromiseChange::Chased {
                         source: promise.source,
                         at: msg.at,
@@ -994,11 +1015,16 @@ impl Engine {
             .as_ref()
             .map(|due| format_due(due.at, &self.settings.schedule))
             .unwrap_or_default();
+        let customer = d
+            .customer
+            .as_ref()
+            .map_or_else(|| "the customer".to_string(), self.name);
+        let agent = d.agent.as_ref().map(self.name).unwrap_or_default();
         let values = Values {
             evidence: d.evidence,
             quote: d.quote,
-            customer: d.customer.as_ref().map_or("the customer", UserId::as_str),
-            agent: d.agent.as_ref().map_or("", UserId::as_str),
+            customer: &customer,
+            agent: &agent,
             due: &due,
             category: d.category.map_or("", Category::label),
             phrases: bullets.trim_end(),

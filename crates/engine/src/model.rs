@@ -135,6 +135,7 @@ impl NudgeKind {
         match self {
             NudgeKind::PriorFailure => &Category::PRIOR_FAILURE,
             NudgeKind::ExplainBeforeApology => &Category::EXPLAIN,
+            NudgeKind::FollowUpOverdue => &Category::FOLLOW_UP_OVERDUE,
             _ => &[],
         }
     }
@@ -162,6 +163,9 @@ pub enum Category {
     BeforeApology,
     InsteadOfApology,
     ApologyErased,
+    // Follow-up overdue notices.
+    /// The customer is asking after the promised follow-up before it is even due.
+    Chased,
 }
 
 impl Category {
@@ -179,6 +183,7 @@ impl Category {
         Category::InsteadOfApology,
         Category::ApologyErased,
     ];
+    pub const FOLLOW_UP_OVERDUE: [Category; 1] = [Category::Chased];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -192,6 +197,7 @@ impl Category {
             Category::BeforeApology => "before_apology",
             Category::InsteadOfApology => "instead_of_apology",
             Category::ApologyErased => "apology_erased",
+            Category::Chased => "chased",
         }
     }
 
@@ -208,6 +214,7 @@ impl Category {
             Category::BeforeApology => "explanation came before the apology",
             Category::InsteadOfApology => "explanation instead of an apology",
             Category::ApologyErased => "apology taken back with \"but\"",
+            Category::Chased => "customer chased before it was due",
         }
     }
 
@@ -215,6 +222,7 @@ impl Category {
         Category::PRIOR_FAILURE
             .into_iter()
             .chain(Category::EXPLAIN)
+            .chain(Category::FOLLOW_UP_OVERDUE)
             .find(|c| c.as_str() == s)
     }
 }

@@ -266,6 +266,27 @@ fn every_detection_is_reported_with_why_it_was_not_nudged() {
     let chase = read("you said you'd call", Role::Customer, "10:08", 9);
     assert_eq!(chase.detections[0].suppressed, Some(Suppressed::ChasesPromise));
     assert_eq!(chase.nudges[0].kind, FollowUpOverdue);
+    // Asked at 10:08 about a promise due at 15:00: chased, in the customer's own words.
+    assert_eq!(chase.nudges[0].category, Some(Category::Chased));
+    assert_eq!(chase.nudges[0].quote, "you said you'd call");
+}
+
+#[test]
+fn a_chase_after_the_due_time_is_the_overdue_story_quoting_the_promise() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.say("c1", "ana", Role::Agent, "I'll call you back by 3pm", "14:00");
+    let n = c.say(
+        "c1",
+        "cust",
+        Role::Customer,
+        "you said you'd call, nothing yet",
+        "15:20",
+    );
+    let overdue: Vec<&Nudge> = n.iter().filter(|n| n.kind == FollowUpOverdue).collect();
+    assert_eq!(overdue.len(), 1, "{n:?}");
+    assert_eq!(overdue[0].category, None);
+    assert_eq!(overdue[0].quote, "I'll call you back by 3pm");
 }
 
 #[test]

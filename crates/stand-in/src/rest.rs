@@ -78,6 +78,13 @@ fn answer(shared: &Shared, method: &Method, path: &str, body: &Value) -> (Status
             StatusCode::OK,
             Some(user_json(inner.bot_id, &inner.bot_name.clone(), true)),
         ),
+        ("GET", ["users", _]) => {
+            let user = id(1).unwrap_or(0);
+            match inner.guilds.iter().flat_map(|g| &g.members).find(|m| m.id == user) {
+                Some(m) => (StatusCode::OK, Some(user_json(m.id, &m.name, m.bot))),
+                None => error(StatusCode::NOT_FOUND, 10013, "Unknown User"),
+            }
+        }
         ("POST", ["users", "@me", "channels"]) => {
             let Some(user) = body["recipient_id"].as_str().and_then(|s| s.parse::<u64>().ok()) else {
                 return error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
