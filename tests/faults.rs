@@ -4,7 +4,8 @@
 //! due in tens of minutes arrive in seconds and survive restarts on schedule.
 //!
 //! PostgreSQL tests need `BACKSTOP_TEST_POSTGRES` (see README); without it they say they were
-//! skipped and pass.
+//! skipped and pass. The real-restart test runs a server of its own instead: it needs PostgreSQL's
+//! server tools (`initdb`, `pg_ctl`) on `PATH`, and says it was skipped when they are not.
 
 #[allow(dead_code)]
 mod common;
@@ -566,6 +567,376 @@ async fn a_postgres_restart_under_the_bot_loses_nothing() {
     assert!(bot.log().contains("retrying"), "the outage was noticed and retried");
     drop(bot);
     db.drop_db().await;
+}
+
+/// A PostgreSQL server of the test's own (`initdb` into a temporary folder, `pg_ctl` on a free
+/// port), so the test can restart it and kill it without touching anyone else's. Dropping it
+/// stops the server at once and deletes the folder, also when the test fails.
+struct Cluster {
+    folder: tempfile::TempDir,
+    pg_ctl: PathBuf,
+    /// The server's tools refuse to run as root; as root they run as `postgres`.
+    as_postgres: bool,
+    port: u16,
+    /// The test database, for `BACKSTOP_DATABASE_URL` and the final count.
+    url: String,
+}
+
+/// `name` as an executable file in one of the `PATH` folders.
+fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// Makes this test process the one that collects orphaned server processes. `pg_ctl` starts the
+/// server and exits, so the server's parent becomes init; an init that does not reap promptly (as
+/// in many containers) leaves a SIGKILLed server a zombie, still named in `postmaster.pid` and
+/// still "running" to the next start, which then refuses. Reaping it here makes the crash what
+/// it is on a real host: a dead postmaster and a stale pid file.
+fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: sets one flag on this process; no pointers are passed.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// Collects `pid` if it is an exited child of this process. Returns false while it is still
+/// running; true once it is collected, or if it is not this process's to collect.
+fn reaped(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waits on one pid without blocking; `status` is a valid place to write.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) != 0 }
+}
+
+impl Cluster {
+    /// Creates and starts the server and a `backstop` database on it. `None` (saying so) when
+    /// PostgreSQL's server tools are not on `PATH`; any other problem fails the test.
+    async fn start(test: &str) -> Option<Cluster> {
+        let (Some(initdb), Some(pg_ctl)) = (on_path("initdb"), on_path("pg_ctl")) else {
+            eprintln!("{test}: skipped: initdb and pg_ctl (PostgreSQL's server tools) are not on PATH");
+            return None;
+        };
+        become_subreaper();
+        let folder = tempfile::Builder::new()
+            .prefix("backstop-pg-")
+            .tempdir()
+            .expect("a temporary folder for the test's PostgreSQL server");
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let as_postgres = unsafe { libc::geteuid() } == 0;
+        if as_postgres {
+            let chown = Command::new("chown").arg("postgres:").arg(folder.path()).output();
+            assert!(
+                chown.as_ref().is_ok_and(|o| o.status.success()),
+                "running as root, the PostgreSQL tools must run as the `postgres` user, but the test folder \
+                 cannot be given to it: {chown:?}"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free local port")
+            .port();
+        let cluster = Cluster {
+            url: format!("postgres://postgres@127.0.0.1:{port}/backstop"),
+            folder,
+            pg_ctl,
+            as_postgres,
+            port,
+        };
+        let init = cluster
+            .tool(&initdb)
+            .arg("-D")
+            .arg(cluster.data())
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap_or_else(|e| {
+                let how = if as_postgres {
+                    " as postgres (through runuser)"
+                } else {
+                    ""
+                };
+                panic!("cannot run initdb{how}: {e}")
+            });
+        assert!(
+            init.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&init.stdout),
+            String::from_utf8_lossy(&init.stderr)
+        );
+        if let Err(e) = cluster.pg_ctl_async(&["start"]).await {
+            panic!("the test's PostgreSQL server did not start: {e}");
+        }
+        let admin = cluster.url.replace("/backstop", "/postgres");
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to the test's PostgreSQL server at {admin}: {e}"));
+        if let Err(e) = sqlx::raw_sql("CREATE DATABASE backstop").execute(&pool).await {
+            panic!("cannot create the test database: {e}");
+        }
+        pool.close().await;
+        Some(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.folder.path().join("data")
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.folder.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// One of the server's tools, as the user allowed to run it.
+    fn tool(&self, program: &Path) -> Command {
+        if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+
+    /// `pg_ctl ACTION` on the test's folder, port and socket folder. The log file keeps the
+    /// server's output away from pg_ctl's, which would otherwise stay open as long as the server.
+    fn pg_ctl(&self, action: &[&str]) -> Command {
+        let mut cmd = self.tool(&self.pg_ctl);
+        cmd.args(action)
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.folder.path().join("server.log"))
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1",
+                self.port,
+                self.folder.path().display()
+            ))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `pg_ctl ACTION`; on failure, says what pg_ctl and the server's log said.
+    async fn pg_ctl_async(&self, action: &[&str]) -> Result<(), String> {
+        let out = tokio::process::Command::from(self.pg_ctl(action))
+            .output()
+            .await
+            .map_err(|e| format!("pg_ctl {action:?} did not run: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let log = self.server_log();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        Err(format!(
+            "pg_ctl {action:?}: {}{}\nserver log (last lines, newest first):\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail.join("\n")
+        ))
+    }
+
+    /// The running postmaster's pid, from the first line of `postmaster.pid`.
+    fn postmaster(&self) -> Option<i32> {
+        std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// A clean restart (`pg_ctl restart -m fast`: connections cut, checkpoint, start again).
+    /// Returns how long the server was away.
+    async fn restart(&self) -> Duration {
+        let old = self.postmaster();
+        let started = std::time::Instant::now();
+        if let Err(e) = self.pg_ctl_async(&["restart", "-m", "fast"]).await {
+            panic!("the clean restart failed: {e}");
+        }
+        let down = started.elapsed();
+        if let Some(pid) = old {
+            reaped(pid);
+        }
+        down
+    }
+
+    /// SIGKILL to the postmaster, `pause`, then `pg_ctl start`, which finds a stale pid file and
+    /// runs crash recovery. Returns how long the server was away.
+    async fn kill_and_recover(&self, pause: Duration) -> Duration {
+        let pid = self.postmaster().expect("a running server has a postmaster.pid");
+        let started = std::time::Instant::now();
+        // SAFETY: sends a signal to one pid; no memory is involved.
+        if unsafe { libc::kill(pid, libc::SIGKILL) } != 0 {
+            panic!(
+                "cannot SIGKILL the postmaster {pid}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        while !reaped(pid) && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep_until(tokio::time::Instant::from_std(started + pause)).await;
+        // The dead postmaster's children notice and exit on their own; until the last one has,
+        // the new server refuses to share their memory. So a start may need a few tries.
+        loop {
+            match self.pg_ctl_async(&["start"]).await {
+                Ok(()) => return started.elapsed(),
+                Err(e) if started.elapsed() > Duration::from_secs(30) => {
+                    panic!("the server did not come back after SIGKILL: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let pid = self.postmaster();
+        let _ = self
+            .tool(&self.pg_ctl)
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(self.data())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(pid) = pid {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !reaped(pid) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // The temporary folder, data and all, goes when `folder` is dropped after this.
+    }
+}
+
+/// A promise due `minutes` from now on the shared clock (to the minute, rounded down).
+fn promise_due_in(clock: &ScaledClock, minutes: i64) -> String {
+    let due = (clock.now() + jiff::SignedDuration::from_mins(minutes)).to_zoned(jiff::tz::TimeZone::UTC);
+    format!(
+        "I'll call you back by {}:{:02} with an update on your order.",
+        due.hour(),
+        due.minute()
+    )
+}
+
+/// The database really restarting under the bot, not a relay playing it: a clean `pg_ctl
+/// restart` and, later, SIGKILL to the postmaster and crash recovery, both while agents keep
+/// making promises and, for the second, while reminders are falling due. An acknowledgement
+/// means the promise is committed, so none acknowledged may be missing afterwards; and since the
+/// scheduler waits out the outage, every promise still gets its heads-up, at most once more than
+/// it should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_postgres_restart_and_a_sigkill_lose_no_acknowledged_promise() {
+    let Some(cluster) = Cluster::start("a_real_postgres_restart_and_a_sigkill_lose_no_acknowledged_promise").await
+    else {
+        return;
+    };
+    /// One promise per channel: a second promise in a conversation supersedes the first, which
+    /// then never gets a reminder.
+    const N: u64 = 48;
+    const EVERY: Duration = Duration::from_millis(300);
+    let g = guild_on_shard(0, 1, 6);
+    let stand_in = StandIn::start(0, vec![guild(g, N, 4)]).await.unwrap();
+    // At 60x a real second is a minute: the heads-up goes out about 10 s after each promise, and
+    // the overdue notice (which would replace a heads-up sent late) 30 s after that, so an outage
+    // of several seconds delays reminders without turning them into something else.
+    let config = config_dir(&[g], "[guild.follow_up]\nreminder_lead = \"30m\"\n");
+    let clock = fast_clock(60.0);
+    let mut bot = Bot::spawn(config.path(), &stand_in, &Storage::Postgres(&cluster.url), &clock, &[]);
+    wait_for(&stand_in, "the bot to connect", &[&bot], || readies(&stand_in) >= 1).await;
+
+    let down = std::sync::atomic::AtomicBool::new(false);
+    let start = tokio::time::Instant::now();
+    // The stream: a promise every 300 ms for about 14 s, whatever the database is doing.
+    let stream = async {
+        let mut made = Vec::new();
+        let mut while_down = 0;
+        for i in 0..N {
+            tokio::time::sleep_until(start + EVERY * i as u32).await;
+            while_down += usize::from(down.load(std::sync::atomic::Ordering::SeqCst));
+            made.push(say(
+                &stand_in,
+                &clock,
+                g,
+                channel_of(g, i),
+                agent_of(g, i % 4),
+                true,
+                &promise_due_in(&clock, 40),
+            ));
+        }
+        (made, while_down)
+    };
+    // The faults: a clean restart early in the stream, SIGKILL once the first reminders are due.
+    // After the kill the server stays away for longer than the bot waits for a connection (5 s),
+    // so the outage reaches the bot as failed writes and reads, not only as slow ones.
+    let faults = async {
+        tokio::time::sleep_until(start + Duration::from_millis(3_500)).await;
+        down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let restart = cluster.restart().await;
+        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep_until(start + Duration::from_millis(10_500)).await;
+        down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let crash = cluster.kill_and_recover(Duration::from_secs(6)).await;
+        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        (restart, crash)
+    };
+    let ((made, while_down), (restart, crash)) = tokio::join!(stream, faults);
+
+    wait_for(&stand_in, "every promise acknowledged", &[&bot], || {
+        let acked = deliveries(&stand_in, "follow_up_promised");
+        made.iter().all(|m| acked.contains_key(m))
+    })
+    .await;
+    let acked = deliveries(&stand_in, "follow_up_promised");
+    let pool = sqlx::PgPool::connect(&cluster.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot read back the test database: {e}"));
+    let stored: std::collections::HashSet<u64> = sqlx::query_scalar::<_, i64>("SELECT message_id FROM promises")
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("cannot read the promises table: {e}"))
+        .into_iter()
+        .map(|m| m as u64)
+        .collect();
+    pool.close().await;
+    let lost: Vec<&u64> = acked.keys().filter(|m| !stored.contains(m)).collect();
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}\n{}", bot.log());
+
+    wait_for(&stand_in, "a reminder for every promise", &[&bot], || {
+        let reminded = deliveries(&stand_in, "follow_up_reminder");
+        made.iter().all(|m| reminded.contains_key(m))
+    })
+    .await;
+    // Time for a repeat to show itself.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reminded = deliveries(&stand_in, "follow_up_reminder");
+    let mut duplicates = 0;
+    for m in &made {
+        let n = reminded[m];
+        assert!(n <= 2, "the reminder for promise {m} went out {n} times");
+        duplicates += n - 1;
+    }
+    assert!(
+        bot.child.try_wait().is_ok_and(|exited| exited.is_none()),
+        "the bot lived through both outages\n{}",
+        bot.log()
+    );
+    let retries = bot.log().matches("retrying").count();
+    assert!(retries > 0, "the outage was noticed and retried\n{}", bot.log());
+    println!(
+        "real PostgreSQL restart + SIGKILL: {N} promises sent ({while_down} while the database was down), \
+         {} acknowledged, {} stored, {} reminders, {duplicates} duplicate(s); database down {:.1} s (restart) + {:.1} s (SIGKILL to recovered); \
+         {retries} database call(s) retried",
+        acked.len(),
+        stored.len(),
+        reminded.values().sum::<usize>(),
+        restart.as_secs_f64(),
+        crash.as_secs_f64()
+    );
 }
 
 /// Runs `backstop run` expecting it to refuse to start; returns its stderr.
