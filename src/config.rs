@@ -48,7 +48,7 @@ struct Texts {
 }
 
 /// The shipped rule book, file by file, as `config/rules/` holds it (a test keeps the two equal).
-pub const BUILT_IN_RULES: [(&str, &str); 6] = [
+pub const BUILT_IN_RULES: [(&str, &str); 7] = [
     (
         "config/rules/callbacks_and_repeats.toml",
         include_str!("../config/rules/callbacks_and_repeats.toml"),
@@ -70,12 +70,16 @@ pub const BUILT_IN_RULES: [(&str, &str); 6] = [
         include_str!("../config/rules/problem_statements.toml"),
     ),
     (
+        "config/rules/recovery_craft.toml",
+        include_str!("../config/rules/recovery_craft.toml"),
+    ),
+    (
         "config/rules/self_service_automated_transfers.toml",
         include_str!("../config/rules/self_service_automated_transfers.toml"),
     ),
 ];
 /// The shipped lexicon: the core file, then `config/lexicon/` file by file.
-pub const BUILT_IN_LEXICON: [(&str, &str); 7] = [
+pub const BUILT_IN_LEXICON: [(&str, &str); 8] = [
     ("config/lexicon.toml", include_str!("../config/lexicon.toml")),
     (
         "config/lexicon/callbacks_and_repeats.toml",
@@ -96,6 +100,10 @@ pub const BUILT_IN_LEXICON: [(&str, &str); 7] = [
     (
         "config/lexicon/problem_statements.toml",
         include_str!("../config/lexicon/problem_statements.toml"),
+    ),
+    (
+        "config/lexicon/recovery_craft.toml",
+        include_str!("../config/lexicon/recovery_craft.toml"),
     ),
     (
         "config/lexicon/self_service_automated_transfers.toml",

@@ -15,11 +15,14 @@ use std::fmt;
 use crate::engine::{Category, Detection, Nudge, NudgeKind};
 
 /// The kinds a message itself can hold; the other nudge kinds are about a promise's timing.
-pub const DETECTION_KINDS: [NudgeKind; 4] = [
+pub const DETECTION_KINDS: [NudgeKind; 7] = [
     NudgeKind::PriorFailure,
     NudgeKind::ExplainBeforeApology,
     NudgeKind::FollowUpPromised,
     NudgeKind::FollowUpNoTimeframe,
+    NudgeKind::DetailsBeforeOwnership,
+    NudgeKind::GenericApology,
+    NudgeKind::ColdTransfer,
 ];
 
 /// Something Backstop found on a line: (line, kind, category).

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use backstop::engine::{Ast, Lexicon, Matcher, Node, Prepared, Rule, RuleSet, Settings};
+use backstop::engine::{Ast, Lexicon, Matcher, Node, Prepared, Role, Rule, RuleSet, Settings};
 
 use super::SourceArgs;
 
@@ -17,6 +17,12 @@ pub struct CheckArgs {
     /// examples match.
     #[arg(long, value_name = "RULE_ID")]
     explain: Option<String>,
+    /// Show which rules fire on a message, and on which words (`--role` says who wrote it).
+    #[arg(long = "try", value_name = "MESSAGE")]
+    try_text: Option<String>,
+    /// Who wrote the `--try` message: `customer` or `agent`.
+    #[arg(long, value_name = "ROLE", default_value = "customer", requires = "try_text")]
+    role: String,
 }
 
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
@@ -33,6 +39,18 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         {
             report.problems.extend(p.0);
         }
+    }
+    if let (Some(text), Some(rules)) = (&args.try_text, &report.rules) {
+        let role = match args.role.as_str() {
+            "customer" => Role::Customer,
+            "agent" => Role::Agent,
+            other => {
+                eprintln!("--role {other:?}: expected customer or agent");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        try_message(rules, role, text);
+        return Ok(ExitCode::SUCCESS);
     }
     if let (Some(id), Some(rules)) = (&args.explain, &report.rules) {
         let Some(rule) = rules.rules().iter().find(|r| &*r.id == id.as_str()) else {
@@ -253,5 +271,33 @@ fn show(node: &Node, lexicon: &Lexicon) -> String {
             })
             .collect::<Vec<_>>()
             .join(" | "),
+    }
+}
+
+/// Prints the rules that fire on one message, with the words each matched: how a lead sees why a
+/// line was (or was not) coached without reading the rule book.
+fn try_message(rules: &RuleSet, role: Role, text: &str) {
+    let prepared = Prepared::new(text);
+    let tokens = rules.tokens(&prepared);
+    let hits = rules.scan(role, &prepared, &tokens);
+    if hits.is_empty() {
+        println!("no {} rule fires on this message", role.as_str());
+        return;
+    }
+    for hit in hits {
+        let rule = rules.rule(hit.rule);
+        let part = rule
+            .category
+            .map(|c| c.as_str().to_string())
+            .or_else(|| rule.label.clone());
+        println!(
+            "{:<16} {:<44} \"{}\"",
+            match part {
+                Some(p) => format!("{}/{p}", rule.kind.as_str()),
+                None => rule.kind.as_str().to_string(),
+            },
+            rule.id,
+            prepared.original(hit.span.clone())
+        );
     }
 }

@@ -281,6 +281,8 @@ fn emit(
         NudgeKind::FollowUpPromised | NudgeKind::FollowUpNoTimeframe => Style::new().cyan(),
         NudgeKind::FollowUpReminder => Style::new().magenta(),
         NudgeKind::FollowUpOverdue => Style::new().bright_red().bold(),
+        NudgeKind::DetailsBeforeOwnership | NudgeKind::GenericApology => Style::new().bright_yellow(),
+        NudgeKind::ColdTransfer => Style::new().green(),
     };
     let what = match nudge.category {
         Some(c) => format!("{}/{c}", nudge.kind),

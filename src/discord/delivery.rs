@@ -226,6 +226,8 @@ pub fn render(nudge: &Nudge, jump: Option<String>, schedule: &Schedule) -> Creat
         NudgeKind::FollowUpPromised | NudgeKind::FollowUpNoTimeframe => 0x3D8EE8,
         NudgeKind::FollowUpReminder => 0x9B59B6,
         NudgeKind::FollowUpOverdue => 0xC0392B,
+        NudgeKind::DetailsBeforeOwnership | NudgeKind::GenericApology => 0xE67E22,
+        NudgeKind::ColdTransfer => 0x16A085,
     };
     let mut embed = CreateEmbed::new()
         .title(truncate(&nudge.title, 250))

@@ -411,9 +411,13 @@ impl Engine {
             }),
         };
         if cue.is_some() || of(RuleKind::Complaint).is_some() {
+            if !conv.context.problem_open {
+                conv.context.awaiting_reply = true;
+            }
             conv.context.problem_open = true;
         }
         let Some(cue) = cue else { return };
+        conv.context.cue_unapologized = true;
         let evidence = text.original(cue.span.clone());
         let detect = |suppressed| Detection {
             kind: NudgeKind::PriorFailure,
@@ -576,6 +580,7 @@ impl Engine {
                 }));
             }
         }
+        self.craft(id, conv, msg, text, scan, out);
         if apology.is_some() && eraser.is_none() {
             out.recovered = conv.context.problem_open;
             conv.context.problem_open = false;
@@ -587,6 +592,84 @@ impl Engine {
         };
         if let Some(basis) = promise {
             self.promise_made(id, conv, msg, (text, scan), basis, out);
+        }
+    }
+
+    /// The service-recovery craft in one agent message: own the problem before asking for
+    /// details, apologize for exactly what went wrong, hand the customer off warm.
+    fn craft(
+        &self,
+        id: &ConversationId,
+        conv: &mut Conversation,
+        msg: &Message<'_>,
+        text: &Prepared<'_>,
+        scan: &Scan<'_>,
+        out: &mut Reading,
+    ) {
+        let first = |kind: RuleKind| scan.first(kind);
+        let apology = first(RuleKind::Apology);
+        let mut found: Vec<(NudgeKind, Option<Category>, &Hit)> = Vec::new();
+        if std::mem::take(&mut conv.context.awaiting_reply) && apology.is_none() && first(RuleKind::Ownership).is_none()
+        {
+            if let Some(hit) = first(RuleKind::DetailsRequest) {
+                found.push((NudgeKind::DetailsBeforeOwnership, None, hit));
+            }
+        }
+        if let Some(hit) = apology.filter(|_| conv.context.cue_unapologized) {
+            conv.context.cue_unapologized = false;
+            if first(RuleKind::FailureNamed).is_none() {
+                found.push((NudgeKind::GenericApology, None, hit));
+            }
+        }
+        if let Some(hit) = first(RuleKind::Transfer) {
+            let has = |part: &str| {
+                scan.hits.iter().any(|h| {
+                    let rule = scan.rule(h);
+                    rule.kind == RuleKind::Handoff && rule.label.as_deref() == Some(part)
+                })
+            };
+            let missing = [
+                ("who", Category::NoDestination),
+                ("how", Category::NoRoute),
+                ("next", Category::NoNextStep),
+            ]
+            .into_iter()
+            .find(|(part, _)| !has(part));
+            if let Some((_, category)) = missing {
+                found.push((NudgeKind::ColdTransfer, Some(category), hit));
+            }
+        }
+        for (kind, category, hit) in found {
+            let basis = Basis::of_rule(scan, hit);
+            let cooled = self.cooled(conv, kind, msg.at);
+            let evidence = text.original(basis.span.clone());
+            out.detections.push(Detection {
+                kind,
+                category,
+                conversation: id.clone(),
+                source: msg.source,
+                at: msg.at,
+                rule: basis.rule.clone(),
+                evidence: evidence.to_string(),
+                suppressed: (!cooled).then_some(Suppressed::Cooldown),
+                score: None,
+                why: Vec::new(),
+            });
+            if cooled {
+                out.nudges.push(self.render(Draft {
+                    kind,
+                    category,
+                    conversation: id,
+                    agent: conv.context.last_agent.clone(),
+                    customer: conv.context.last_customer.clone(),
+                    rule: &basis.rule,
+                    evidence,
+                    quote: &excerpt(msg.text),
+                    at: msg.at,
+                    due: None,
+                    source: msg.source,
+                }));
+            }
         }
     }
 

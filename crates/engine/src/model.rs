@@ -103,16 +103,25 @@ pub enum NudgeKind {
     FollowUpReminder,
     /// A promise is past due (or the customer is already chasing it).
     FollowUpOverdue,
+    /// The first reply to a problem asked for details before owning it.
+    DetailsBeforeOwnership,
+    /// The apology for a failure the customer named says sorry for nothing in particular.
+    GenericApology,
+    /// The customer was sent elsewhere without who, how and what happens next.
+    ColdTransfer,
 }
 
 impl NudgeKind {
-    pub const ALL: [NudgeKind; 6] = [
+    pub const ALL: [NudgeKind; 9] = [
         NudgeKind::PriorFailure,
         NudgeKind::ExplainBeforeApology,
         NudgeKind::FollowUpPromised,
         NudgeKind::FollowUpNoTimeframe,
         NudgeKind::FollowUpReminder,
         NudgeKind::FollowUpOverdue,
+        NudgeKind::DetailsBeforeOwnership,
+        NudgeKind::GenericApology,
+        NudgeKind::ColdTransfer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -123,6 +132,9 @@ impl NudgeKind {
             NudgeKind::FollowUpNoTimeframe => "follow_up_no_timeframe",
             NudgeKind::FollowUpReminder => "follow_up_reminder",
             NudgeKind::FollowUpOverdue => "follow_up_overdue",
+            NudgeKind::DetailsBeforeOwnership => "details_before_ownership",
+            NudgeKind::GenericApology => "generic_apology",
+            NudgeKind::ColdTransfer => "cold_transfer",
         }
     }
 
@@ -136,6 +148,7 @@ impl NudgeKind {
             NudgeKind::PriorFailure => &Category::PRIOR_FAILURE,
             NudgeKind::ExplainBeforeApology => &Category::EXPLAIN,
             NudgeKind::FollowUpOverdue => &Category::FOLLOW_UP_OVERDUE,
+            NudgeKind::ColdTransfer => &Category::COLD_TRANSFER,
             _ => &[],
         }
     }
@@ -166,6 +179,13 @@ pub enum Category {
     // Follow-up overdue notices.
     /// The customer is asking after the promised follow-up before it is even due.
     Chased,
+    // Cold transfers: the first part of a warm hand-off that is missing.
+    /// No named team or person.
+    NoDestination,
+    /// No way to reach them (number, link, hours) and no "I'm connecting you now".
+    NoRoute,
+    /// Nothing on what happens next, and the details don't travel with the customer.
+    NoNextStep,
 }
 
 impl Category {
@@ -184,6 +204,7 @@ impl Category {
         Category::ApologyErased,
     ];
     pub const FOLLOW_UP_OVERDUE: [Category; 1] = [Category::Chased];
+    pub const COLD_TRANSFER: [Category; 3] = [Category::NoDestination, Category::NoRoute, Category::NoNextStep];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -198,6 +219,9 @@ impl Category {
             Category::InsteadOfApology => "instead_of_apology",
             Category::ApologyErased => "apology_erased",
             Category::Chased => "chased",
+            Category::NoDestination => "no_destination",
+            Category::NoRoute => "no_route",
+            Category::NoNextStep => "no_next_step",
         }
     }
 
@@ -215,6 +239,9 @@ impl Category {
             Category::InsteadOfApology => "explanation instead of an apology",
             Category::ApologyErased => "apology taken back with \"but\"",
             Category::Chased => "customer chased before it was due",
+            Category::NoDestination => "didn't say which team or person",
+            Category::NoRoute => "didn't say how to reach them",
+            Category::NoNextStep => "didn't say what happens next",
         }
     }
 
@@ -223,6 +250,7 @@ impl Category {
             .into_iter()
             .chain(Category::EXPLAIN)
             .chain(Category::FOLLOW_UP_OVERDUE)
+            .chain(Category::COLD_TRANSFER)
             .find(|c| c.as_str() == s)
     }
 }

@@ -9,10 +9,13 @@ use serde::{Deserialize, Serialize};
 use super::model::{Due, MessageRef, Nudge, NudgeKind, UserId};
 
 /// The kinds with a cooldown, in the order of [`Conversation::last_fired`].
-pub(crate) const COOLED: [NudgeKind; 3] = [
+pub(crate) const COOLED: [NudgeKind; 6] = [
     NudgeKind::PriorFailure,
     NudgeKind::ExplainBeforeApology,
     NudgeKind::FollowUpPromised,
+    NudgeKind::DetailsBeforeOwnership,
+    NudgeKind::GenericApology,
+    NudgeKind::ColdTransfer,
 ];
 
 /// What the engine needs to carry on a conversation where it left off: who is in it and where the
@@ -29,7 +32,9 @@ pub struct Context {
     pub apologized: bool,
     /// The customer's latest message asked why.
     pub reason_requested: bool,
-    /// When each cooled kind last fired here (prior failure, explaining first, promise).
+    /// When each cooled kind last fired here, in the order of `COOLED`. Contexts stored before a
+    /// kind was added have fewer slots; the missing ones read as never fired.
+    #[serde(deserialize_with = "fired_slots")]
     pub last_fired: [Option<Timestamp>; COOLED.len()],
     /// Prior-failure categories nudged since the last agent message: a repeat of one of these
     /// before any agent reply is merged into its nudge.
@@ -38,6 +43,22 @@ pub struct Context {
     /// Who wrote the last message here (the learned layer reads who spoke last).
     #[serde(default)]
     pub last_role: Option<super::model::Role>,
+    /// A problem opened and no agent has answered it yet: the next agent message is the first
+    /// reply, which should own it before asking for details.
+    #[serde(default)]
+    pub awaiting_reply: bool,
+    /// A prior-failure cue no agent has apologized for yet: the next apology should name it.
+    #[serde(default)]
+    pub cue_unapologized: bool,
+}
+
+fn fired_slots<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[Option<Timestamp>; COOLED.len()], D::Error> {
+    let stored: Vec<Option<Timestamp>> = Deserialize::deserialize(d)?;
+    let mut slots = [None; COOLED.len()];
+    for (slot, at) in slots.iter_mut().zip(stored) {
+        *slot = at;
+    }
+    Ok(slots)
 }
 
 impl Context {
@@ -52,6 +73,8 @@ impl Context {
             last_fired: [None; COOLED.len()],
             cues_since_agent: Vec::new(),
             last_role: None,
+            awaiting_reply: false,
+            cue_unapologized: false,
         }
     }
 }

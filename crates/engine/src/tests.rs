@@ -44,6 +44,37 @@ phrases = ["but (it's | that's) not (my | our) fault"]
 id = "callback"
 kind = "follow_up"
 phrases = ["(i'll | i will) (call you | get back to you | email you)"]
+[[rule]]
+id = "own"
+kind = "ownership"
+phrases = ["(i'll | let me) (sort | fix)"]
+[[rule]]
+id = "details"
+kind = "details_request"
+phrases = ["(what's | send me) your ~1 (order number | email)"]
+[[rule]]
+id = "named"
+kind = "failure_named"
+phrases = ["sorry ~3 (parcel | wait)"]
+[[rule]]
+id = "transfer"
+kind = "transfer"
+phrases = ["(contact | connecting you to) billing"]
+[[rule]]
+id = "who"
+kind = "handoff"
+category = "who"
+phrases = ["billing"]
+[[rule]]
+id = "how"
+kind = "handoff"
+category = "how"
+phrases = ["connecting you | on {digits}"]
+[[rule]]
+id = "next"
+kind = "handoff"
+category = "next"
+phrases = ["they'll"]
 "#;
 
 const PHRASES: &str = r#"
@@ -624,4 +655,91 @@ fn a_new_rule_book_takes_over_without_losing_the_conversation() {
         Some("ana"),
         "the agent is remembered"
     );
+}
+
+#[test]
+fn a_first_reply_that_asks_for_details_before_owning_the_problem_is_coached_once() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.customer("my kettle is broken", "10:00");
+    assert_eq!(c.agent("What's your order number?", "10:01"), [DetailsBeforeOwnership]);
+    // Only the first reply: once answered, asking again is the normal flow.
+    c.customer("KT-1", "10:02");
+    assert!(c.agent("Send me your email too", "10:03").is_empty());
+    // Owning it first is what the nudge asks for.
+    let mut d = Chat { engine: &e, line: 100 };
+    d.say("c2", "cust2", Role::Customer, "my kettle is broken", "11:00");
+    let n = d.say(
+        "c2",
+        "ana",
+        Role::Agent,
+        "I'll sort it. What's your order number?",
+        "11:01",
+    );
+    assert!(n.is_empty(), "{n:?}");
+    // A plain question is not a problem to own.
+    d.say("c3", "cust3", Role::Customer, "do you sell kettles", "12:00");
+    assert!(d
+        .say("c3", "ana", Role::Agent, "What's your email?", "12:01")
+        .is_empty());
+}
+
+#[test]
+fn the_first_apology_after_a_cue_must_name_the_failure() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.customer("I haven't received my parcel", "10:00");
+    let n = c.say("c1", "ana", Role::Agent, "So sorry about that!", "10:01");
+    assert_eq!(n.iter().map(|n| n.kind).collect::<Vec<_>>(), [GenericApology]);
+    assert_eq!(n[0].evidence, "sorry");
+    // The cue has had its apology: a second one is not coached.
+    assert!(c.agent("sorry again", "10:30").is_empty());
+    // Naming it is what the nudge asks for.
+    let mut d = Chat { engine: &e, line: 100 };
+    d.say("c2", "cust2", Role::Customer, "I haven't received my parcel", "11:00");
+    assert!(d
+        .say("c2", "ana", Role::Agent, "I'm sorry your parcel is late", "11:01")
+        .is_empty());
+    // Without a prior failure there is nothing to name.
+    d.say("c3", "cust3", Role::Customer, "my kettle is broken", "12:00");
+    assert!(d.say("c3", "ana", Role::Agent, "Sorry about that!", "12:01").is_empty());
+}
+
+#[test]
+fn a_hand_off_without_who_how_and_next_is_cold_and_says_what_is_missing() {
+    let e = engine();
+    let mut c = chat(&e);
+    let n = c.say("c1", "ana", Role::Agent, "You'll need to contact billing.", "10:00");
+    assert_eq!(
+        n.iter().map(|n| (n.kind, n.category)).collect::<Vec<_>>(),
+        [(ColdTransfer, Some(Category::NoRoute))]
+    );
+    let n = c.say(
+        "c2",
+        "ana",
+        Role::Agent,
+        "Please contact billing on 0800 123 456.",
+        "10:00",
+    );
+    assert_eq!(n[0].category, Some(Category::NoNextStep));
+    let warm = c.say(
+        "c3",
+        "ana",
+        Role::Agent,
+        "I'm connecting you to billing now; they'll refund the charge today.",
+        "10:00",
+    );
+    assert!(warm.is_empty(), "{warm:?}");
+}
+
+#[test]
+fn a_context_stored_before_the_new_moments_still_loads() {
+    let mut stored = serde_json::to_value(Context::new(t("10:00"))).unwrap();
+    let at = serde_json::to_value(t("09:00")).unwrap();
+    stored["last_fired"] = serde_json::json!([at, null, null]);
+    stored.as_object_mut().unwrap().remove("awaiting_reply");
+    let context: Context = serde_json::from_value(stored).unwrap();
+    assert_eq!(context.last_fired[0], Some(t("09:00")));
+    assert!(context.last_fired[3..].iter().all(Option::is_none));
+    assert!(!context.awaiting_reply);
 }
