@@ -28,9 +28,13 @@ pub const DETECTION_KINDS: [NudgeKind; 7] = [
 /// Something Backstop found on a line: (line, kind, category).
 pub type Finding = (u64, NudgeKind, Option<Category>);
 
-/// Nudges as findings.
+/// Nudges as findings. Hand-off briefs are information for the agent, not a detection to score.
 pub fn of_nudges(nudges: &[Nudge]) -> Vec<Finding> {
-    nudges.iter().map(|n| (n.source.0, n.kind, n.category)).collect()
+    nudges
+        .iter()
+        .filter(|n| n.kind != NudgeKind::HandoffBrief)
+        .map(|n| (n.source.0, n.kind, n.category))
+        .collect()
 }
 
 /// Detections as findings: every one, nudged or not.

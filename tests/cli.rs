@@ -419,12 +419,14 @@ fn demo_plays_a_day_through_the_real_bot_offline() {
     assert!(text.contains("↳ DM to agent-"), "nudges are shown as DMs to agents");
     assert!(text.contains("buttons: Helpful · Not helpful"));
     let summary = text.lines().last().unwrap();
-    assert!(summary.starts_with("250 messages played;"), "{summary}");
+    assert!(summary.starts_with("254 messages played;"), "{summary}");
     for kind in [
         "prior_failure",
         "follow_up_promised",
         "follow_up_reminder",
         "follow_up_overdue",
+        "generic_apology",
+        "handoff_brief",
     ] {
         assert!(summary.contains(kind), "{kind} missing from {summary}");
     }

@@ -579,6 +579,73 @@ async fn a_cue_before_any_agent_goes_to_the_first_agent_who_types() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_agent_gets_a_private_brief_before_writing_and_the_customer_sees_none() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi, Ana here.", "09:00");
+    s.say(
+        TICKET,
+        CUST,
+        "I still haven't received my refund and nobody called me back",
+        "09:01",
+    );
+    s.say(
+        TICKET,
+        ANA,
+        "I'm so sorry your refund hasn't arrived. I'll call you back by 3pm with an update.",
+        "09:03",
+    );
+    s.settle().await;
+    let before = s.dms_to(BEN).len();
+    assert_eq!(before, 0, "Ben is not in the conversation yet");
+    // Ben takes over: he starts typing and the brief reaches him before his first word.
+    s.stand_in.dispatch(
+        "TYPING_START",
+        json!({"channel_id": TICKET.to_string(), "guild_id": GUILD.to_string(), "user_id": BEN.to_string(), "timestamp": 1_795_000_000u64}),
+    );
+    let dms = s.wait_dms(BEN, 1).await;
+    let embed = &dms[0].body["embeds"][0];
+    let text = embed["description"].as_str().unwrap_or_default();
+    assert!(embed["footer"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("handoff_brief"));
+    assert!(text.contains(&format!("<@{ANA}>")), "names the last agent: {text}");
+    assert!(
+        text.contains("haven't received my refund"),
+        "the customer's words: {text}"
+    );
+    assert!(text.contains("I'm so sorry your refund"), "the apology so far: {text}");
+    let due = embed["fields"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["name"] == "Due"))
+        .map(|f| f["value"].as_str().unwrap_or_default().to_string());
+    assert!(due.is_some_and(|d| d.contains("15:00")), "the open promise's due time");
+    // Once per agent: typing again or writing sends no second brief.
+    s.stand_in.dispatch(
+        "TYPING_START",
+        json!({"channel_id": TICKET.to_string(), "guild_id": GUILD.to_string(), "user_id": BEN.to_string(), "timestamp": 1_795_000_100u64}),
+    );
+    s.say(TICKET, BEN, "Hi, Ben here, I've got this now.", "09:30");
+    s.settle().await;
+    let briefs = s
+        .dms_to(BEN)
+        .iter()
+        .filter(|d| {
+            d.body["embeds"][0]["footer"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("handoff_brief")
+        })
+        .count();
+    assert_eq!(briefs, 1);
+    assert!(
+        s.posts_to(TICKET).is_empty(),
+        "the customer's channel never sees coaching"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bots_and_unwatched_channels_never_trigger() {
     let s = setup().await;
     s.say(UNWATCHED, ANA, "hello", "09:00");

@@ -283,6 +283,7 @@ fn emit(
         NudgeKind::FollowUpOverdue => Style::new().bright_red().bold(),
         NudgeKind::DetailsBeforeOwnership | NudgeKind::GenericApology => Style::new().bright_yellow(),
         NudgeKind::ColdTransfer => Style::new().green(),
+        NudgeKind::HandoffBrief => Style::new().blue(),
     };
     let what = match nudge.category {
         Some(c) => format!("{}/{c}", nudge.kind),

@@ -228,6 +228,7 @@ pub fn render(nudge: &Nudge, jump: Option<String>, schedule: &Schedule) -> Creat
         NudgeKind::FollowUpOverdue => 0xC0392B,
         NudgeKind::DetailsBeforeOwnership | NudgeKind::GenericApology => 0xE67E22,
         NudgeKind::ColdTransfer => 0x16A085,
+        NudgeKind::HandoffBrief => 0x2C3E50,
     };
     let mut embed = CreateEmbed::new()
         .title(truncate(&nudge.title, 250))

@@ -190,6 +190,9 @@ impl Handler {
                     | NudgeKind::ExplainBeforeApology
                     | NudgeKind::FollowUpPromised
                     | NudgeKind::FollowUpNoTimeframe
+                    | NudgeKind::DetailsBeforeOwnership
+                    | NudgeKind::GenericApology
+                    | NudgeKind::ColdTransfer
             ) && !self.nudged.insert((nudge.source.0, nudge.kind))
             {
                 continue;
@@ -599,12 +602,13 @@ impl EventHandler for Handler {
             return;
         };
         let now = self.guilds.clock().now();
-        if let Some(nudge) = engine.claim(
+        let nudges = engine.typing(
             &event.channel_id.get().to_string(),
             &event.user_id.get().to_string(),
             now,
-        ) {
-            self.send(guild, event.channel_id.get(), vec![nudge]).await;
+        );
+        if !nudges.is_empty() {
+            self.send(guild, event.channel_id.get(), nudges).await;
         }
     }
 

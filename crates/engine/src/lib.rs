@@ -55,7 +55,7 @@ pub use timeframe::{Schedule, Timeframe};
 pub use tokens::{Sentence, Token, Tokens};
 
 pub use state::{Context, Promise, PromiseChange, Step};
-use state::{Conversation, Deadline, COOLED};
+use state::{Conversation, CueNote, Deadline, COOLED, STORY_CUES};
 
 /// Longest excerpt of a message carried in a nudge.
 const QUOTE_CHARS: usize = 160;
@@ -343,6 +343,7 @@ impl Engine {
             Role::Agent => self.agent_message(&id, conv, msg, &text, &scan, &mut out),
         }
         conv.context.last_role = Some(msg.role);
+        conv.story.last_source = msg.source;
         out
     }
 
@@ -397,6 +398,7 @@ impl Engine {
         if conv.context.last_customer.as_ref().map(UserId::as_str) != Some(msg.author) {
             conv.context.last_customer = Some(UserId::new(msg.author));
         }
+        conv.story.customer_since.get_or_insert(msg.at);
         let of = |kind: RuleKind| scan.first(kind);
         conv.context.reason_requested = of(RuleKind::ReasonRequest).is_some();
         let cue = match of(RuleKind::PriorFailure) {
@@ -418,6 +420,14 @@ impl Engine {
         }
         let Some(cue) = cue else { return };
         conv.context.cue_unapologized = true;
+        let story = &mut conv.story;
+        if story.cues.len() == STORY_CUES {
+            story.cues.remove(0);
+        }
+        story.cues.push(CueNote {
+            category: cue.category.unwrap_or(Category::NotReceived),
+            words: excerpt(msg.text),
+        });
         let evidence = text.original(cue.span.clone());
         let detect = |suppressed| Detection {
             kind: NudgeKind::PriorFailure,
@@ -512,6 +522,9 @@ impl Engine {
                 conv.promise = None;
             }
         }
+        if let Some(brief) = self.brief(id, conv, msg.author, msg.at, msg.source) {
+            out.nudges.push(brief);
+        }
         if conv.context.last_agent.as_ref().map(UserId::as_str) != Some(msg.author) {
             conv.context.last_agent = Some(UserId::new(msg.author));
         }
@@ -581,6 +594,9 @@ impl Engine {
             }
         }
         self.craft(id, conv, msg, text, scan, out);
+        if apology.is_some() {
+            conv.story.apology = Some(excerpt(msg.text));
+        }
         if apology.is_some() && eraser.is_none() {
             out.recovered = conv.context.problem_open;
             conv.context.problem_open = false;
@@ -779,6 +795,82 @@ impl Engine {
     /// Adapters call this when an agent starts typing in the conversation, and before
     /// [`Engine::observe`] for an agent's message (which clears what is left unclaimed). Returns the
     /// cue's nudge addressed to `agent`, once.
+    /// An agent started typing: the hand-off brief if they are taking the conversation over from
+    /// another agent (once per agent), then any cue waiting for an agent ([`Engine::claim`]).
+    pub fn typing(&self, conversation: &str, agent: &str, at: Timestamp) -> Vec<Nudge> {
+        let mut out = Vec::new();
+        if let Some(mut conv) = self.conversations.get_mut(conversation) {
+            let id = conv.key().clone();
+            // The brief points at the last message the agent will be answering.
+            let source = conv.story.last_source;
+            out.extend(self.brief(&id, conv.value_mut(), agent, at, source));
+        }
+        out.extend(self.claim(conversation, agent, at));
+        out
+    }
+
+    /// The hand-off brief for `agent` when another agent has been handling the conversation and
+    /// the customer has told us of a failure or is owed a promise: their words, the apology so
+    /// far, the promise and how long they have waited, before the new agent writes. Once per
+    /// agent per conversation.
+    fn brief(
+        &self,
+        id: &ConversationId,
+        conv: &mut Conversation,
+        agent: &str,
+        at: Timestamp,
+        source: MessageRef,
+    ) -> Option<Nudge> {
+        let previous = conv.context.last_agent.clone()?;
+        if previous.as_str() == agent
+            || conv.story.briefed.iter().any(|b| b.as_str() == agent)
+            || (conv.story.cues.is_empty() && conv.promise.is_none())
+        {
+            return None;
+        }
+        conv.story.briefed.push(UserId::new(agent));
+        let story = &conv.story;
+        let cues: Vec<String> = story
+            .cues
+            .iter()
+            .map(|c| format!("\"{}\" ({})", c.words, c.category.label()))
+            .collect();
+        let apology = story
+            .apology
+            .clone()
+            .map_or_else(|| "none yet".to_string(), |a| format!("\"{a}\""));
+        let waited = story
+            .customer_since
+            .map(|since| format_wait(at.duration_since(since)))
+            .unwrap_or_default();
+        let due = conv.promise.as_deref().map(|p| p.due.clone());
+        let quote = if cues.is_empty() {
+            "none".to_string()
+        } else {
+            cues.join("; ")
+        };
+        let rule: Arc<str> = Arc::from("handoff");
+        let mut nudge = self.compose(
+            Draft {
+                kind: NudgeKind::HandoffBrief,
+                category: story.cues.last().map(|c| c.category),
+                conversation: id,
+                agent: Some(UserId::new(agent)),
+                customer: conv.context.last_customer.clone(),
+                rule: &rule,
+                evidence: &apology,
+                quote: &quote,
+                at,
+                due,
+                source,
+            },
+            &(self.name)(&previous),
+            &waited,
+        );
+        nudge.category = None;
+        Some(nudge)
+    }
+
     pub fn claim(&self, conversation: &str, agent: &str, at: Timestamp) -> Option<Nudge> {
         let mut conv = self.conversations.get_mut(conversation)?;
         let mut nudge = *conv.unclaimed.take()?;
@@ -960,6 +1052,7 @@ impl Engine {
             });
             Conversation {
                 context,
+                story: Default::default(),
                 unclaimed: None,
                 promise,
             }
@@ -1080,6 +1173,11 @@ impl Engine {
     }
 
     fn render(&self, d: Draft<'_>) -> Nudge {
+        self.compose(d, "", "")
+    }
+
+    /// [`Engine::render`] with the hand-off brief's extra values.
+    fn compose(&self, d: Draft<'_>, last_agent: &str, waited: &str) -> Nudge {
         let prompts = self.prompts();
         let template = prompts.template(d.kind, d.category);
         let phrases: Vec<String> = prompts
@@ -1111,6 +1209,8 @@ impl Engine {
             due: &due,
             category: d.category.map_or("", Category::label),
             phrases: bullets.trim_end(),
+            last_agent,
+            waited,
         };
         let title = template.title.render(&values);
         let text = template.text.render(&values);
@@ -1174,6 +1274,19 @@ fn add(t: Timestamp, d: jiff::SignedDuration) -> Timestamp {
 }
 
 /// A due time as agents read it: local to the conversation's zone.
+/// A wait as a person says it: "40 min", "3 h 5 min", "2 days".
+pub fn format_wait(wait: jiff::SignedDuration) -> String {
+    let minutes = wait.as_secs().max(0) / 60;
+    match minutes {
+        m if m < 60 => format!("{m} min"),
+        m if m < 48 * 60 => match m % 60 {
+            0 => format!("{} h", m / 60),
+            r => format!("{} h {r} min", m / 60),
+        },
+        m => format!("{} days", m / (24 * 60)),
+    }
+}
+
 pub fn format_due(at: Timestamp, schedule: &Schedule) -> String {
     at.to_zoned(schedule.time_zone.clone())
         .strftime("%a %-d %b %H:%M %Z")

@@ -54,7 +54,7 @@ string_id!(UserId);
 
 /// Where a message came from, in the adapter's terms: the 1-based input line for replay, the
 /// Discord message id for the bot. The engine only carries it through to nudges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MessageRef(pub u64);
 
@@ -109,10 +109,12 @@ pub enum NudgeKind {
     GenericApology,
     /// The customer was sent elsewhere without who, how and what happens next.
     ColdTransfer,
+    /// A second agent takes over: what the customer has been through, before they write.
+    HandoffBrief,
 }
 
 impl NudgeKind {
-    pub const ALL: [NudgeKind; 9] = [
+    pub const ALL: [NudgeKind; 10] = [
         NudgeKind::PriorFailure,
         NudgeKind::ExplainBeforeApology,
         NudgeKind::FollowUpPromised,
@@ -122,6 +124,7 @@ impl NudgeKind {
         NudgeKind::DetailsBeforeOwnership,
         NudgeKind::GenericApology,
         NudgeKind::ColdTransfer,
+        NudgeKind::HandoffBrief,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +138,7 @@ impl NudgeKind {
             NudgeKind::DetailsBeforeOwnership => "details_before_ownership",
             NudgeKind::GenericApology => "generic_apology",
             NudgeKind::ColdTransfer => "cold_transfer",
+            NudgeKind::HandoffBrief => "handoff_brief",
         }
     }
 

@@ -20,10 +20,12 @@ pub enum Field {
     Due,
     Category,
     Phrases,
+    LastAgent,
+    Waited,
 }
 
 impl Field {
-    const ALL: [(&'static str, Field); 7] = [
+    const ALL: [(&'static str, Field); 9] = [
         ("evidence", Field::Evidence),
         ("quote", Field::Quote),
         ("customer", Field::Customer),
@@ -31,6 +33,8 @@ impl Field {
         ("due", Field::Due),
         ("category", Field::Category),
         ("phrases", Field::Phrases),
+        ("last_agent", Field::LastAgent),
+        ("waited", Field::Waited),
     ];
 }
 
@@ -103,6 +107,10 @@ pub struct Values<'a> {
     pub due: &'a str,
     pub category: &'a str,
     pub phrases: &'a str,
+    /// The agent before the one being coached (hand-off briefs).
+    pub last_agent: &'a str,
+    /// How long the customer has been waiting, e.g. "42 min" (hand-off briefs).
+    pub waited: &'a str,
 }
 
 impl Values<'_> {
@@ -115,6 +123,8 @@ impl Values<'_> {
             Field::Due => self.due,
             Field::Category => self.category,
             Field::Phrases => self.phrases,
+            Field::LastAgent => self.last_agent,
+            Field::Waited => self.waited,
         }
     }
 }

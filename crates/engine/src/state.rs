@@ -79,10 +79,38 @@ impl Context {
     }
 }
 
+/// A customer's failure cue, kept in memory for the hand-off brief (never stored: contexts hold
+/// no message text, so a brief after a restart has the promise but not the customer's words).
+#[derive(Debug, Clone)]
+pub(crate) struct CueNote {
+    pub category: super::model::Category,
+    pub words: String,
+}
+
+/// What the hand-off brief reads: the customer's cues in their own words, the team's apology, and
+/// who has been briefed already.
+#[derive(Debug, Default)]
+pub(crate) struct Story {
+    /// The latest few cues, oldest first.
+    pub cues: Vec<CueNote>,
+    /// The words of the latest agent apology, if any.
+    pub apology: Option<String>,
+    /// When the customer first wrote.
+    pub customer_since: Option<Timestamp>,
+    /// Agents who have had the brief here.
+    pub briefed: Vec<UserId>,
+    /// The latest message, which a brief sent on typing links to.
+    pub last_source: MessageRef,
+}
+
+/// Cues a brief quotes.
+pub(crate) const STORY_CUES: usize = 3;
+
 /// The state of one conversation.
 #[derive(Debug)]
 pub(crate) struct Conversation {
     pub context: Context,
+    pub story: Story,
     /// A customer cue nudged before any agent spoke, waiting for the first agent to claim it.
     pub unclaimed: Option<Box<Nudge>>,
     /// The open follow-up promise, if any. One per conversation: a newer promise supersedes it.
@@ -93,6 +121,7 @@ impl Conversation {
     pub fn new(at: Timestamp) -> Conversation {
         Conversation {
             context: Context::new(at),
+            story: Story::default(),
             unclaimed: None,
             promise: None,
         }

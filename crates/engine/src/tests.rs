@@ -743,3 +743,44 @@ fn a_context_stored_before_the_new_moments_still_loads() {
     assert!(context.last_fired[3..].iter().all(Option::is_none));
     assert!(!context.awaiting_reply);
 }
+
+#[test]
+fn a_second_agent_is_briefed_once_with_the_story_so_far() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("Hi, Ana here", "10:00");
+    c.customer("I haven't received my parcel", "10:01");
+    c.agent("Sorry your parcel is late, I'll call you back at 3pm", "10:05");
+    // Nothing to brief the agent who was already here.
+    assert!(e.typing("c1", "ana", t("10:06")).is_empty());
+    let brief = e.typing("c1", "ben", t("10:31"));
+    assert_eq!(brief.len(), 1);
+    let b = &brief[0];
+    assert_eq!(
+        (b.kind, b.agent.as_ref().map(UserId::as_str)),
+        (HandoffBrief, Some("ben"))
+    );
+    assert!(b.quote.contains("I haven't received my parcel"), "{}", b.quote);
+    assert!(b.evidence.contains("Sorry your parcel is late"), "{}", b.evidence);
+    assert_eq!(b.due.as_ref().map(|d| d.at), Some(t("15:00")));
+    assert_eq!(b.source, MessageRef(3), "links to the message Ben is answering");
+    // Once per agent, on typing or on writing.
+    assert!(e.typing("c1", "ben", t("10:32")).is_empty());
+    assert!(c
+        .say("c1", "ben", Role::Agent, "Hi, Ben here", "10:33")
+        .iter()
+        .all(|n| n.kind != HandoffBrief));
+    // A conversation with no failure and no promise needs no brief.
+    c.say("c2", "ana", Role::Agent, "Hi", "11:00");
+    c.say("c2", "cust2", Role::Customer, "thanks", "11:01");
+    assert!(e.typing("c2", "ben", t("11:02")).is_empty());
+}
+
+#[test]
+fn waits_read_as_people_say_them() {
+    use jiff::SignedDuration;
+    assert_eq!(format_wait(SignedDuration::from_mins(40)), "40 min");
+    assert_eq!(format_wait(SignedDuration::from_mins(185)), "3 h 5 min");
+    assert_eq!(format_wait(SignedDuration::from_hours(2)), "2 h");
+    assert_eq!(format_wait(SignedDuration::from_hours(72)), "3 days");
+}
