@@ -408,6 +408,10 @@ impl Handler {
         if !reading.changes.is_empty() {
             self.record(guild.id, engine, channel, reading.changes).await;
         }
+        for cue in &reading.unprompted {
+            tracing::info!(conversation = %cue.conversation, category = ?cue.category, "recovered unprompted: no nudge needed");
+            metrics::counter!(super::metrics::RECOVERED_UNPROMPTED).increment(1);
+        }
         if reading.recovered {
             self.writer.send(Write::Recovered {
                 conversation: channel,

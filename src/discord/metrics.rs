@@ -16,6 +16,8 @@ use super::handler::Handler;
 
 pub const MESSAGES: &str = "backstop_messages_seen_total";
 pub const NUDGES: &str = "backstop_nudges_total";
+/// Cues whose first agent reply already apologized for the failure by name (no nudge needed).
+pub const RECOVERED_UNPROMPTED: &str = "backstop_recovered_unprompted_total";
 pub const DELIVERY_FAILURES: &str = "backstop_delivery_failures_total";
 pub const REMINDER_LAG: &str = "backstop_reminder_lag_seconds";
 pub const ENGINE_TIME: &str = "backstop_engine_seconds";

@@ -145,6 +145,9 @@ pub struct Reading {
     pub changes: Vec<PromiseChange>,
     /// The agent apologized for an open problem with this message (time-to-apology figures).
     pub recovered: bool,
+    /// Cue nudges held for the first agent that this agent's reply made unnecessary: it already
+    /// apologized for the failure by name. Not delivered; adapters count them as wins.
+    pub unprompted: Vec<Nudge>,
 }
 
 /// An open promise, as shown to agents and leads.
@@ -335,7 +338,16 @@ impl Engine {
             if let Some(mut nudge) = conv.unclaimed.take().map(|n| *n) {
                 nudge.agent = Some(UserId::new(msg.author));
                 nudge.at = nudge.at.max(msg.at);
-                out.nudges.push(nudge);
+                // A first reply that already says sorry for the failure by name needs no coaching
+                // after the fact: it is counted as a recovery the agent made unprompted.
+                let found = |kind: RuleKind| hits.iter().any(|h| rules.rule(h.rule).kind == kind);
+                let specific =
+                    found(RuleKind::Apology) && found(RuleKind::FailureNamed) && !found(RuleKind::ApologyEraser);
+                if specific && nudge.kind == NudgeKind::PriorFailure {
+                    out.unprompted.push(nudge);
+                } else {
+                    out.nudges.push(nudge);
+                }
             }
         }
         match msg.role {

@@ -784,3 +784,31 @@ fn waits_read_as_people_say_them() {
     assert_eq!(format_wait(SignedDuration::from_hours(2)), "2 h");
     assert_eq!(format_wait(SignedDuration::from_hours(72)), "3 days");
 }
+
+#[test]
+fn a_first_reply_that_already_names_the_failure_is_a_recovery_not_a_late_nudge() {
+    let e = engine();
+    let read = |conv: &str, who: &str, role: Role, text: &str, at: &str, line: u64| {
+        e.read(
+            &Message {
+                conversation: conv,
+                author: who,
+                role,
+                text,
+                at: t(at),
+                source: MessageRef(line),
+            },
+            true,
+        )
+    };
+    read("c1", "cust", Role::Customer, "I haven't received my parcel", "10:00", 1);
+    let r = read("c1", "ana", Role::Agent, "I'm so sorry your parcel is late", "10:02", 2);
+    assert!(r.nudges.is_empty(), "{:?}", r.nudges);
+    assert_eq!(r.unprompted.len(), 1);
+    assert_eq!(r.unprompted[0].kind, PriorFailure);
+    // A reply that doesn't name it still gets the cue's nudge, late but useful.
+    read("c2", "cust", Role::Customer, "I haven't received my parcel", "10:00", 3);
+    let r = read("c2", "ana", Role::Agent, "Hi there", "10:02", 4);
+    assert_eq!(r.nudges.iter().map(|n| n.kind).collect::<Vec<_>>(), [PriorFailure]);
+    assert!(r.unprompted.is_empty());
+}
