@@ -123,10 +123,17 @@ pub struct Period {
     pub end: Timestamp,
 }
 
+/// The nudge-log kind of a cue the agent recovered before any nudge (logged, never delivered).
+pub const RECOVERED_UNPROMPTED: &str = "recovered_unprompted";
+
 /// One agent's share of a period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentFigures {
     pub cues: i64,
+    /// Coaching-moment nudges: details before ownership, generic apologies, cold hand-offs.
+    pub craft: i64,
+    /// Cues this agent answered with a specific apology before any nudge.
+    pub unprompted: i64,
     pub explained_first: i64,
     pub promised: i64,
     pub kept_on_time: i64,
@@ -140,6 +147,11 @@ pub struct Figures {
     pub cues: BTreeMap<String, i64>,
     /// Replies that explained before (or instead of) apologizing.
     pub explained_first: i64,
+    /// Coaching-moment nudges by kind (`details_before_ownership`, `generic_apology`,
+    /// `cold_transfer`).
+    pub craft: BTreeMap<String, i64>,
+    /// Cues whose first reply already apologized for the failure by name: wins, no nudge sent.
+    pub unprompted: i64,
     /// Promises made in the period.
     pub promised: i64,
     /// Promises due in the period that were done by their time.
@@ -177,6 +189,18 @@ impl Figures {
                     f.explained_first += 1;
                     if let Some(a) = agent {
                         a.explained_first += 1;
+                    }
+                }
+                kind @ ("details_before_ownership" | "generic_apology" | "cold_transfer") => {
+                    *f.craft.entry(kind.to_string()).or_default() += 1;
+                    if let Some(a) = agent {
+                        a.craft += 1;
+                    }
+                }
+                RECOVERED_UNPROMPTED => {
+                    f.unprompted += 1;
+                    if let Some(a) = agent {
+                        a.unprompted += 1;
                     }
                 }
                 _ => {}
@@ -276,6 +300,22 @@ pub fn text(now: &Figures, before: &Figures, per_agent: bool, noisy: &[RuleRow])
         "**Explained before apologizing:** {}",
         trend(now.explained_first, before.explained_first)
     );
+    let craft = |kind: &str, f: &Figures| f.craft.get(kind).copied().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "**Recovery craft:** {} asked for details before owning it · {} generic apologies · {} cold hand-offs",
+        trend(
+            craft("details_before_ownership", now),
+            craft("details_before_ownership", before)
+        ),
+        trend(craft("generic_apology", now), craft("generic_apology", before)),
+        trend(craft("cold_transfer", now), craft("cold_transfer", before))
+    );
+    let _ = writeln!(
+        out,
+        "**Recovered unprompted** (a specific apology before any nudge): {}",
+        trend(now.unprompted, before.unprompted)
+    );
     let _ = writeln!(
         out,
         "**Follow-ups:** {} promised · {} kept on time · {} overdue · {} escalated",
@@ -321,8 +361,8 @@ pub fn text(now: &Figures, before: &Figures, per_agent: bool, noisy: &[RuleRow])
 pub fn agent_text(agent: u64, now: &Figures) -> String {
     let a = now.by_agent.get(&agent).cloned().unwrap_or_default();
     format!(
-        "**Your last 7 days**\nPrior-failure cues you were coached on: {}\nReplies that explained before apologizing: {}\nPromises made: {} · kept on time: {} · overdue: {}",
-        a.cues, a.explained_first, a.promised, a.kept_on_time, a.lapsed
+        "**Your last 7 days**\nPrior-failure cues you were coached on: {}\nCues you answered with a specific apology before any nudge: {}\nReplies that explained before apologizing: {}\nOwnership, apology and hand-off nudges: {}\nPromises made: {} · kept on time: {} · overdue: {}",
+        a.cues, a.unprompted, a.explained_first, a.craft, a.promised, a.kept_on_time, a.lapsed
     )
 }
 
@@ -385,6 +425,10 @@ mod tests {
             nudge("prior_failure", "2026-11-23T10:00:00Z", Some("2026-11-23T10:10:00Z")),
             nudge("prior_failure", "2026-11-23T11:00:00Z", Some("2026-11-23T11:02:00Z")),
             nudge("explain_before_apology", "2026-11-23T12:00:00Z", None),
+            nudge("generic_apology", "2026-11-23T12:10:00Z", None),
+            nudge("generic_apology", "2026-11-23T12:20:00Z", None),
+            nudge("cold_transfer", "2026-11-23T12:30:00Z", None),
+            nudge(RECOVERED_UNPROMPTED, "2026-11-23T13:00:00Z", None),
             nudge("prior_failure", "2026-11-22T12:00:00Z", None),
         ];
         let promise = |made: &str, due: &str, state: PromiseState, closed: Option<&str>| StoredPromise {
@@ -439,6 +483,16 @@ mod tests {
         assert!(shown.contains("**Prior-failure cues caught:** 3 (▲3)"), "{shown}");
         assert!(shown.contains("1 (▲1) kept on time"), "{shown}");
         assert!(shown.contains("4 min"), "{shown}");
+        assert!(
+            shown.contains("**Recovery craft:** 0 (=) asked for details before owning it · 2 (▲2) generic apologies · 1 (▲1) cold hand-offs"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("**Recovered unprompted** (a specific apology before any nudge): 1 (▲1)"),
+            "{shown}"
+        );
+        assert!(agent_text(7, &f).contains("before any nudge: 1"));
+        assert!(agent_text(7, &f).contains("hand-off nudges: 3"));
         assert!(!shown.contains("<@7>"), "no per-agent lines unless opted in");
         assert!(text(&f, &Figures::default(), true, &[]).contains("<@7>: 3 · 1 · 4 · 1 · 2"));
     }

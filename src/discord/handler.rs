@@ -411,6 +411,11 @@ impl Handler {
         for cue in &reading.unprompted {
             tracing::info!(conversation = %cue.conversation, category = ?cue.category, "recovered unprompted: no nudge needed");
             metrics::counter!(super::metrics::RECOVERED_UNPROMPTED).increment(1);
+            // Logged, never delivered: digests and /coach me count it as a win.
+            let mut row = log_entry(guild.id, channel, cue, false);
+            row.kind = crate::digest::RECOVERED_UNPROMPTED.to_string();
+            row.key = nudge_key(cue.source.0, &row.kind);
+            self.writer.send(Write::Nudge(row));
         }
         if reading.recovered {
             self.writer.send(Write::Recovered {
