@@ -721,7 +721,7 @@ async fn slash_commands_are_registered_and_answer_ephemerally() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["phrase", "followups", "followup", "coach"]);
+    assert_eq!(names, ["phrase", "followups", "handoff", "followup", "coach"]);
     let interaction = json!({
         "id": "1300000000000000001", "application_id": "1200000000000000001", "type": 2, "token": "tok",
         "version": 1, "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608,
@@ -797,6 +797,54 @@ async fn a_muted_agent_gets_no_coaching_until_unmuted() {
     .await;
     s.say(TICKET, CUST, "and nobody called me back either", "09:30");
     s.wait_dms(ANA, 1).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handoff_sends_the_named_agent_a_private_brief() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi, Ana here.", "09:00");
+    s.say(
+        TICKET,
+        CUST,
+        "this is the third time I've asked about my refund",
+        "09:01",
+    );
+    let _ = s.wait_dms(ANA, 1).await;
+    let options = json!([{"name": "to", "type": 6, "value": BEN.to_string()}]);
+    let answer = s
+        .answer(&s.interact(2, "handoff", options, ANA, &[AGENT_ROLE], 0))
+        .await;
+    let text = answer["data"]["content"].as_str().unwrap_or_default();
+    assert!(text.contains(&format!("<@{BEN}>")), "{text}");
+    assert_eq!(answer["data"]["flags"], 64, "answered ephemerally");
+    let dms = s.wait_dms(BEN, 1).await;
+    let brief = &dms[0].body["embeds"][0];
+    assert!(brief["footer"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("handoff_brief"));
+    assert!(brief["description"].as_str().unwrap_or_default().contains("third time"));
+    assert!(
+        s.posts_to(TICKET).is_empty(),
+        "the customer's channel never sees coaching"
+    );
+    // A customer can't send anyone the brief, and it never goes to a customer.
+    let options = json!([{"name": "to", "type": 6, "value": BEN.to_string()}]);
+    let refused = s.answer(&s.interact(2, "handoff", options, CUST, &[], 0)).await;
+    assert!(refused["data"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Only agents"));
+    let options = json!([{"name": "to", "type": 6, "value": CUST.to_string()}]);
+    let refused = s
+        .answer(&s.interact(2, "handoff", options, ANA, &[AGENT_ROLE], 0))
+        .await;
+    assert!(refused["data"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("isn't an agent"));
+    assert!(s.dms_to(CUST).is_empty());
     s.stop().await;
 }
 

@@ -31,6 +31,11 @@ pub fn definitions() -> Vec<CreateCommand> {
                 "Find phrases by words",
             )),
         CreateCommand::new("followups").description("Your open follow-up promises"),
+        CreateCommand::new("handoff")
+            .description("Hand this conversation to another agent: they get a private brief")
+            .add_option(
+                CreateCommandOption::new(CommandOptionType::User, "to", "The agent taking over").required(true),
+            ),
         CreateCommand::new("followup")
             .description("Close or postpone the promise in this conversation")
             .add_option(CreateCommandOption::new(
@@ -173,6 +178,7 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
             )
         }
         "followups" => followups(handler, cmd).await,
+        "handoff" => handoff(handler, cmd).await,
         "followup" => followup(handler, cmd).await,
         "coach" => coach(handler, cmd).await,
         other => format!("Unknown command /{other}."),
@@ -181,6 +187,67 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
         CreateInteractionResponse::Message(CreateInteractionResponseMessage::new().content(text).ephemeral(true));
     if let Err(e) = cmd.create_response(&ctx.http, response).await {
         tracing::warn!(error = %e, "could not answer a command");
+    }
+}
+
+/// `/handoff to:@agent`: the named agent gets the conversation's brief privately, now; the
+/// customer sees nothing.
+async fn handoff(handler: &Handler, cmd: &CommandInteraction) -> String {
+    let Some(guild) = cmd.guild_id.map(|g| g.get()).and_then(|g| handler.config.guild(g)) else {
+        return "Use this in a server where Backstop is set up.".into();
+    };
+    let Some(engine) = handler.guilds.engine(guild.id) else {
+        return "Backstop is not set up in this server.".into();
+    };
+    let caller_roles: Option<Vec<u64>> = cmd.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect());
+    if !handler.is_agent(guild, cmd.user.id.get(), caller_roles.as_deref()) {
+        return "Only agents can hand a conversation over.".into();
+    }
+    let mut target_roles: Option<Vec<u64>> = None;
+    let to = cmd
+        .data
+        .options()
+        .into_iter()
+        .find(|o| o.name == "to")
+        .and_then(|o| match o.value {
+            ResolvedValue::User(user, member) => {
+                target_roles = member.map(|m| m.roles.iter().map(|r| r.get()).collect());
+                Some(user.id.get())
+            }
+            _ => None,
+        });
+    let to = to.or_else(|| {
+        // Without resolved data (a bare id), read the raw option.
+        cmd.data
+            .options
+            .iter()
+            .find(|o| o.name == "to")
+            .and_then(|o| o.value.as_user_id())
+            .map(|u| u.get())
+    });
+    let Some(to) = to else {
+        return "Say who takes over: /handoff to:@agent".into();
+    };
+    if to == cmd.user.id.get() {
+        return "That's you: pick the agent who takes over.".into();
+    }
+    // The brief quotes the customer: it only ever goes to an agent.
+    if !handler.is_agent(guild, to, target_roles.as_deref()) {
+        return format!("<@{to}> isn't an agent here, so they can't take over (the brief quotes the customer).");
+    }
+    let conversation = cmd.channel_id.get();
+    let now = handler.guilds.clock().now();
+    match engine.handoff(
+        &conversation.to_string(),
+        &cmd.user.id.get().to_string(),
+        &to.to_string(),
+        now,
+    ) {
+        Some(brief) => {
+            handler.send(guild, conversation, vec![brief]).await;
+            format!("<@{to}> has a private brief of this conversation: the customer's words, the apology so far, any open promise and the wait.")
+        }
+        None => "Nothing to brief yet: no failure named and no open promise in this conversation.".into(),
     }
 }
 

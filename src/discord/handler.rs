@@ -124,7 +124,7 @@ impl Handler {
         false
     }
 
-    fn is_agent(&self, guild: &GuildConfig, user: u64, roles: Option<&[u64]>) -> bool {
+    pub(crate) fn is_agent(&self, guild: &GuildConfig, user: u64, roles: Option<&[u64]>) -> bool {
         if guild.agent_users.contains(&user) {
             return true;
         }

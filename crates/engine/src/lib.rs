@@ -534,8 +534,10 @@ impl Engine {
                 conv.promise = None;
             }
         }
-        if let Some(brief) = self.brief(id, conv, msg.author, msg.at, msg.source) {
-            out.nudges.push(brief);
+        let taking_over = conv.context.last_agent.clone().filter(|p| p.as_str() != msg.author);
+        if let Some(previous) = taking_over.filter(|_| !conv.story.briefed.iter().any(|b| b.as_str() == msg.author)) {
+            out.nudges
+                .extend(self.brief(id, conv, &previous, msg.author, msg.at, msg.source));
         }
         if conv.context.last_agent.as_ref().map(UserId::as_str) != Some(msg.author) {
             conv.context.last_agent = Some(UserId::new(msg.author));
@@ -814,8 +816,12 @@ impl Engine {
         if let Some(mut conv) = self.conversations.get_mut(conversation) {
             let id = conv.key().clone();
             // The brief points at the last message the agent will be answering.
+            let conv = conv.value_mut();
             let source = conv.story.last_source;
-            out.extend(self.brief(&id, conv.value_mut(), agent, at, source));
+            let taking_over = conv.context.last_agent.clone().filter(|p| p.as_str() != agent);
+            if let Some(previous) = taking_over.filter(|_| !conv.story.briefed.iter().any(|b| b.as_str() == agent)) {
+                out.extend(self.brief(&id, conv, &previous, agent, at, source));
+            }
         }
         out.extend(self.claim(conversation, agent, at));
         out
@@ -829,15 +835,12 @@ impl Engine {
         &self,
         id: &ConversationId,
         conv: &mut Conversation,
+        previous: &UserId,
         agent: &str,
         at: Timestamp,
         source: MessageRef,
     ) -> Option<Nudge> {
-        let previous = conv.context.last_agent.clone()?;
-        if previous.as_str() == agent
-            || conv.story.briefed.iter().any(|b| b.as_str() == agent)
-            || (conv.story.cues.is_empty() && conv.promise.is_none())
-        {
+        if conv.story.cues.is_empty() && conv.promise.is_none() {
             return None;
         }
         conv.story.briefed.push(UserId::new(agent));
@@ -876,11 +879,22 @@ impl Engine {
                 due,
                 source,
             },
-            &(self.name)(&previous),
+            &(self.name)(previous),
             &waited,
         );
         nudge.category = None;
         Some(nudge)
+    }
+
+    /// `/handoff`: `from` hands the conversation to `to`, who gets the brief now (again, if they
+    /// had one before). `None` when there is nothing to brief: no failure cue and no promise.
+    pub fn handoff(&self, conversation: &str, from: &str, to: &str, at: Timestamp) -> Option<Nudge> {
+        let mut conv = self.conversations.get_mut(conversation)?;
+        let id = conv.key().clone();
+        let conv = conv.value_mut();
+        conv.story.briefed.retain(|b| b.as_str() != to);
+        let source = conv.story.last_source;
+        self.brief(&id, conv, &UserId::new(from), to, at, source)
     }
 
     pub fn claim(&self, conversation: &str, agent: &str, at: Timestamp) -> Option<Nudge> {

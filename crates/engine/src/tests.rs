@@ -812,3 +812,23 @@ fn a_first_reply_that_already_names_the_failure_is_a_recovery_not_a_late_nudge()
     assert_eq!(r.nudges.iter().map(|n| n.kind).collect::<Vec<_>>(), [PriorFailure]);
     assert!(r.unprompted.is_empty());
 }
+
+#[test]
+fn a_handoff_briefs_the_named_agent_now() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("Hi, Ana here", "10:00");
+    c.customer("I haven't received my parcel", "10:01");
+    let b = e.handoff("c1", "ana", "ben", t("10:10")).expect("a brief");
+    assert_eq!(
+        (b.kind, b.agent.as_ref().map(UserId::as_str)),
+        (HandoffBrief, Some("ben"))
+    );
+    // Ben was briefed: his typing adds nothing, but another /handoff briefs him again.
+    assert!(e.typing("c1", "ben", t("10:11")).is_empty());
+    assert!(e.handoff("c1", "ana", "ben", t("10:12")).is_some());
+    // Nothing to hand over in a conversation with no failure and no promise.
+    c.say("c2", "ana", Role::Agent, "Hi", "11:00");
+    assert!(e.handoff("c2", "ana", "ben", t("11:01")).is_none());
+    assert!(e.handoff("unknown", "ana", "ben", t("11:01")).is_none());
+}
