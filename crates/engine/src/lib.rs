@@ -577,35 +577,8 @@ impl Engine {
                 }),
         };
         if let Some((basis, category)) = excused.filter(|_| !asked_after_apology) {
-            let cooled = self.cooled(conv, NudgeKind::ExplainBeforeApology, msg.at);
-            let evidence = text.original(basis.span.clone());
-            out.detections.push(Detection {
-                kind: NudgeKind::ExplainBeforeApology,
-                category: Some(category),
-                conversation: id.clone(),
-                source: msg.source,
-                at: msg.at,
-                rule: basis.rule.clone(),
-                evidence: evidence.to_string(),
-                suppressed: (!cooled).then_some(Suppressed::Cooldown),
-                score: basis.score,
-                why: basis.why.clone(),
-            });
-            if cooled {
-                out.nudges.push(self.render(Draft {
-                    kind: NudgeKind::ExplainBeforeApology,
-                    category: Some(category),
-                    conversation: id,
-                    agent: conv.context.last_agent.clone(),
-                    customer: conv.context.last_customer.clone(),
-                    rule: &basis.rule,
-                    evidence,
-                    quote: &excerpt(msg.text),
-                    at: msg.at,
-                    due: None,
-                    source: msg.source,
-                }));
-            }
+            let finding = (NudgeKind::ExplainBeforeApology, Some(category), basis);
+            self.coach_reply(id, conv, msg, text, finding, out);
         }
         self.craft(id, conv, msg, text, scan, out);
         if apology.is_some() {
@@ -670,36 +643,49 @@ impl Engine {
             }
         }
         for (kind, category, hit) in found {
-            let basis = Basis::of_rule(scan, hit);
-            let cooled = self.cooled(conv, kind, msg.at);
-            let evidence = text.original(basis.span.clone());
-            out.detections.push(Detection {
+            self.coach_reply(id, conv, msg, text, (kind, category, Basis::of_rule(scan, hit)), out);
+        }
+    }
+
+    /// One finding in an agent's reply: always a detection, and a nudge to that agent unless the
+    /// kind's cooldown holds it back.
+    fn coach_reply(
+        &self,
+        id: &ConversationId,
+        conv: &mut Conversation,
+        msg: &Message<'_>,
+        text: &Prepared<'_>,
+        (kind, category, basis): (NudgeKind, Option<Category>, Basis),
+        out: &mut Reading,
+    ) {
+        let cooled = self.cooled(conv, kind, msg.at);
+        let evidence = text.original(basis.span.clone());
+        out.detections.push(Detection {
+            kind,
+            category,
+            conversation: id.clone(),
+            source: msg.source,
+            at: msg.at,
+            rule: basis.rule.clone(),
+            evidence: evidence.to_string(),
+            suppressed: (!cooled).then_some(Suppressed::Cooldown),
+            score: basis.score,
+            why: basis.why,
+        });
+        if cooled {
+            out.nudges.push(self.render(Draft {
                 kind,
                 category,
-                conversation: id.clone(),
-                source: msg.source,
+                conversation: id,
+                agent: conv.context.last_agent.clone(),
+                customer: conv.context.last_customer.clone(),
+                rule: &basis.rule,
+                evidence,
+                quote: &excerpt(msg.text),
                 at: msg.at,
-                rule: basis.rule.clone(),
-                evidence: evidence.to_string(),
-                suppressed: (!cooled).then_some(Suppressed::Cooldown),
-                score: None,
-                why: Vec::new(),
-            });
-            if cooled {
-                out.nudges.push(self.render(Draft {
-                    kind,
-                    category,
-                    conversation: id,
-                    agent: conv.context.last_agent.clone(),
-                    customer: conv.context.last_customer.clone(),
-                    rule: &basis.rule,
-                    evidence,
-                    quote: &excerpt(msg.text),
-                    at: msg.at,
-                    due: None,
-                    source: msg.source,
-                }));
-            }
+                due: None,
+                source: msg.source,
+            }));
         }
     }
 
