@@ -215,6 +215,14 @@ impl Setup {
     }
 
     /// An application command (type 2) or autocomplete (type 4) from `user` in the ticket channel.
+    /// `user` starts typing in `channel`.
+    fn typing(&self, channel: u64, user: u64) {
+        self.stand_in.dispatch(
+            "TYPING_START",
+            json!({"channel_id": channel.to_string(), "guild_id": GUILD.to_string(), "user_id": user.to_string(), "timestamp": 1_795_000_000u64}),
+        );
+    }
+
     fn interact(&self, kind: u8, name: &str, options: Value, user: u64, roles: &[u64], permissions: u64) -> String {
         let id = self.stand_in.snowflake();
         let token = format!("token-{id}");
@@ -563,10 +571,7 @@ async fn a_cue_before_any_agent_goes_to_the_first_agent_who_types() {
         s.dms_to(ANA).is_empty() && s.dms_to(BEN).is_empty(),
         "no agent yet, nobody to nudge"
     );
-    s.stand_in.dispatch(
-        "TYPING_START",
-        json!({"channel_id": TICKET.to_string(), "guild_id": GUILD.to_string(), "user_id": BEN.to_string(), "timestamp": 1_795_000_000u64}),
-    );
+    s.typing(TICKET, BEN);
     let dms = s.wait_dms(BEN, 1).await;
     assert!(dms[0].body["embeds"][0]["footer"]["text"]
         .as_str()
@@ -598,10 +603,7 @@ async fn a_second_agent_gets_a_private_brief_before_writing_and_the_customer_see
     let before = s.dms_to(BEN).len();
     assert_eq!(before, 0, "Ben is not in the conversation yet");
     // Ben takes over: he starts typing and the brief reaches him before his first word.
-    s.stand_in.dispatch(
-        "TYPING_START",
-        json!({"channel_id": TICKET.to_string(), "guild_id": GUILD.to_string(), "user_id": BEN.to_string(), "timestamp": 1_795_000_000u64}),
-    );
+    s.typing(TICKET, BEN);
     let dms = s.wait_dms(BEN, 1).await;
     let embed = &dms[0].body["embeds"][0];
     let text = embed["description"].as_str().unwrap_or_default();
@@ -621,10 +623,7 @@ async fn a_second_agent_gets_a_private_brief_before_writing_and_the_customer_see
         .map(|f| f["value"].as_str().unwrap_or_default().to_string());
     assert!(due.is_some_and(|d| d.contains("15:00")), "the open promise's due time");
     // Once per agent: typing again or writing sends no second brief.
-    s.stand_in.dispatch(
-        "TYPING_START",
-        json!({"channel_id": TICKET.to_string(), "guild_id": GUILD.to_string(), "user_id": BEN.to_string(), "timestamp": 1_795_000_100u64}),
-    );
+    s.typing(TICKET, BEN);
     s.say(TICKET, BEN, "Hi, Ben here, I've got this now.", "09:30");
     s.settle().await;
     let briefs = s

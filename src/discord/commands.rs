@@ -203,31 +203,23 @@ async fn handoff(handler: &Handler, cmd: &CommandInteraction) -> String {
     if !handler.is_agent(guild, cmd.user.id.get(), caller_roles.as_deref()) {
         return "Only agents can hand a conversation over.".into();
     }
-    let mut target_roles: Option<Vec<u64>> = None;
-    let to = cmd
+    let Some(to_id) = cmd
         .data
-        .options()
-        .into_iter()
+        .options
+        .iter()
         .find(|o| o.name == "to")
-        .and_then(|o| match o.value {
-            ResolvedValue::User(user, member) => {
-                target_roles = member.map(|m| m.roles.iter().map(|r| r.get()).collect());
-                Some(user.id.get())
-            }
-            _ => None,
-        });
-    let to = to.or_else(|| {
-        // Without resolved data (a bare id), read the raw option.
-        cmd.data
-            .options
-            .iter()
-            .find(|o| o.name == "to")
-            .and_then(|o| o.value.as_user_id())
-            .map(|u| u.get())
-    });
-    let Some(to) = to else {
+        .and_then(|o| o.value.as_user_id())
+    else {
         return "Say who takes over: /handoff to:@agent".into();
     };
+    // Discord sends the member's roles with the option; without them, the roles seen so far.
+    let target_roles: Option<Vec<u64>> = cmd
+        .data
+        .resolved
+        .members
+        .get(&to_id)
+        .map(|m| m.roles.iter().map(|r| r.get()).collect());
+    let to = to_id.get();
     if to == cmd.user.id.get() {
         return "That's you: pick the agent who takes over.".into();
     }

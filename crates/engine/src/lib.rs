@@ -340,7 +340,7 @@ impl Engine {
                 nudge.at = nudge.at.max(msg.at);
                 // A first reply that already says sorry for the failure by name needs no coaching
                 // after the fact: it is counted as a recovery the agent made unprompted.
-                let found = |kind: RuleKind| hits.iter().any(|h| rules.rule(h.rule).kind == kind);
+                let found = |kind: RuleKind| scan.first(kind).is_some();
                 let specific =
                     found(RuleKind::Apology) && found(RuleKind::FailureNamed) && !found(RuleKind::ApologyEraser);
                 if specific && nudge.kind == NudgeKind::PriorFailure {
@@ -534,11 +534,8 @@ impl Engine {
                 conv.promise = None;
             }
         }
-        let taking_over = conv.context.last_agent.clone().filter(|p| p.as_str() != msg.author);
-        if let Some(previous) = taking_over.filter(|_| !conv.story.briefed.iter().any(|b| b.as_str() == msg.author)) {
-            out.nudges
-                .extend(self.brief(id, conv, &previous, msg.author, msg.at, msg.source));
-        }
+        out.nudges
+            .extend(self.takeover_brief(id, conv, msg.author, msg.at, msg.source));
         if conv.context.last_agent.as_ref().map(UserId::as_str) != Some(msg.author) {
             conv.context.last_agent = Some(UserId::new(msg.author));
         }
@@ -790,27 +787,35 @@ impl Engine {
         conv.promise = Some(Box::new(promise));
     }
 
-    /// Hands a customer cue that arrived before any agent spoke to the first agent who turns up.
-    ///
-    /// Adapters call this when an agent starts typing in the conversation, and before
-    /// [`Engine::observe`] for an agent's message (which clears what is left unclaimed). Returns the
-    /// cue's nudge addressed to `agent`, once.
     /// An agent started typing: the hand-off brief if they are taking the conversation over from
     /// another agent (once per agent), then any cue waiting for an agent ([`Engine::claim`]).
     pub fn typing(&self, conversation: &str, agent: &str, at: Timestamp) -> Vec<Nudge> {
         let mut out = Vec::new();
         if let Some(mut conv) = self.conversations.get_mut(conversation) {
             let id = conv.key().clone();
-            // The brief points at the last message the agent will be answering.
             let conv = conv.value_mut();
+            // The brief points at the last message the agent will be answering.
             let source = conv.story.last_source;
-            let taking_over = conv.context.last_agent.clone().filter(|p| p.as_str() != agent);
-            if let Some(previous) = taking_over.filter(|_| !conv.story.briefed.iter().any(|b| b.as_str() == agent)) {
-                out.extend(self.brief(&id, conv, &previous, agent, at, source));
-            }
+            out.extend(self.takeover_brief(&id, conv, agent, at, source));
         }
         out.extend(self.claim(conversation, agent, at));
         out
+    }
+
+    /// The brief for `agent` if they are taking over from another agent and have not had it here.
+    fn takeover_brief(
+        &self,
+        id: &ConversationId,
+        conv: &mut Conversation,
+        agent: &str,
+        at: Timestamp,
+        source: MessageRef,
+    ) -> Option<Nudge> {
+        let previous = conv.context.last_agent.clone().filter(|p| p.as_str() != agent)?;
+        if conv.story.briefed.iter().any(|b| b.as_str() == agent) {
+            return None;
+        }
+        self.brief(id, conv, &previous, agent, at, source)
     }
 
     /// The hand-off brief for `agent` when another agent has been handling the conversation and
@@ -851,10 +856,10 @@ impl Engine {
             cues.join("; ")
         };
         let rule: Arc<str> = Arc::from("handoff");
-        let mut nudge = self.compose(
+        Some(self.compose(
             Draft {
                 kind: NudgeKind::HandoffBrief,
-                category: story.cues.last().map(|c| c.category),
+                category: None,
                 conversation: id,
                 agent: Some(UserId::new(agent)),
                 customer: conv.context.last_customer.clone(),
@@ -867,9 +872,7 @@ impl Engine {
             },
             &(self.name)(previous),
             &waited,
-        );
-        nudge.category = None;
-        Some(nudge)
+        ))
     }
 
     /// `/handoff`: `from` hands the conversation to `to`, who gets the brief now (again, if they
@@ -883,6 +886,11 @@ impl Engine {
         self.brief(&id, conv, &UserId::new(from), to, at, source)
     }
 
+    /// Hands a customer cue that arrived before any agent spoke to the first agent who turns up.
+    ///
+    /// Adapters call this (through [`Engine::typing`]) when an agent starts typing in the
+    /// conversation, and before [`Engine::observe`] for an agent's message (which clears what is
+    /// left unclaimed). Returns the cue's nudge addressed to `agent`, once.
     pub fn claim(&self, conversation: &str, agent: &str, at: Timestamp) -> Option<Nudge> {
         let mut conv = self.conversations.get_mut(conversation)?;
         let mut nudge = *conv.unclaimed.take()?;
@@ -1285,7 +1293,6 @@ fn add(t: Timestamp, d: jiff::SignedDuration) -> Timestamp {
     t.checked_add(d).unwrap_or(t)
 }
 
-/// A due time as agents read it: local to the conversation's zone.
 /// A wait as a person says it: "40 min", "3 h 5 min", "2 days".
 pub fn format_wait(wait: jiff::SignedDuration) -> String {
     let minutes = wait.as_secs().max(0) / 60;
@@ -1299,6 +1306,7 @@ pub fn format_wait(wait: jiff::SignedDuration) -> String {
     }
 }
 
+/// A due time as agents read it: local to the conversation's zone.
 pub fn format_due(at: Timestamp, schedule: &Schedule) -> String {
     at.to_zoned(schedule.time_zone.clone())
         .strftime("%a %-d %b %H:%M %Z")
