@@ -48,10 +48,14 @@ struct Texts {
 }
 
 /// The shipped rule book, file by file, as `config/rules/` holds it (a test keeps the two equal).
-pub const BUILT_IN_RULES: [(&str, &str); 7] = [
+pub const BUILT_IN_RULES: [(&str, &str); 8] = [
     (
         "config/rules/callbacks_and_repeats.toml",
         include_str!("../config/rules/callbacks_and_repeats.toml"),
+    ),
+    (
+        "config/rules/checklist.toml",
+        include_str!("../config/rules/checklist.toml"),
     ),
     (
         "config/rules/complaints_apologies_follow_ups.toml",
@@ -79,11 +83,15 @@ pub const BUILT_IN_RULES: [(&str, &str); 7] = [
     ),
 ];
 /// The shipped lexicon: the core file, then `config/lexicon/` file by file.
-pub const BUILT_IN_LEXICON: [(&str, &str); 8] = [
+pub const BUILT_IN_LEXICON: [(&str, &str); 9] = [
     ("config/lexicon.toml", include_str!("../config/lexicon.toml")),
     (
         "config/lexicon/callbacks_and_repeats.toml",
         include_str!("../config/lexicon/callbacks_and_repeats.toml"),
+    ),
+    (
+        "config/lexicon/checklist.toml",
+        include_str!("../config/lexicon/checklist.toml"),
     ),
     (
         "config/lexicon/complaints_apologies_follow_ups.toml",

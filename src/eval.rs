@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::engine::{Category, Detection, Nudge, NudgeKind};
+use crate::engine::{Category, Checklist, Detection, Nudge, NudgeKind, RecoveryStep};
 
 /// The kinds a message itself can hold; the other nudge kinds are about a promise's timing.
 pub const DETECTION_KINDS: [NudgeKind; 7] = [
@@ -59,13 +59,135 @@ pub fn detection_labels(labels: &[String]) -> Vec<String> {
 pub struct Evaluation {
     pub detections: Score,
     pub nudges: Score,
+    pub checklist: ChecklistScore,
 }
 
 impl Evaluation {
     pub fn merge(&mut self, other: Evaluation) {
         self.detections.merge(other.detections);
         self.nudges.merge(other.nudges);
+        self.checklist.merge(other.checklist);
     }
+}
+
+/// The recovery checklist scored step by step: a step the engine marks done is a true positive
+/// when the conversation's label lists it, a false alarm when not; a labelled step it leaves
+/// undone is a miss. Only files that label checklists are scored, and there every conversation
+/// either side has a checklist for counts (a checklist opened on a cue the labels do not hold
+/// scores its done steps as false alarms).
+#[derive(Debug, Default, Clone)]
+pub struct ChecklistScore {
+    pub by_step: BTreeMap<RecoveryStep, Counts>,
+    /// Conversations scored.
+    pub conversations: usize,
+    /// Conversations whose every step the engine judged as labelled.
+    pub exact: usize,
+    /// Mismatches on the conversation's last line, as `checklist:<step>`.
+    pub misses: Vec<Mismatch>,
+    pub false_alarms: Vec<Mismatch>,
+}
+
+impl ChecklistScore {
+    pub fn merge(&mut self, other: ChecklistScore) {
+        for (k, c) in other.by_step {
+            add(self.by_step.entry(k).or_default(), c);
+        }
+        self.conversations += other.conversations;
+        self.exact += other.exact;
+        self.misses.extend(other.misses);
+        self.false_alarms.extend(other.false_alarms);
+    }
+
+    /// The mismatches as a [`Score`], so [`Comparison::of`] can set two runs side by side.
+    pub fn as_score(&self) -> Score {
+        Score {
+            misses: self.misses.clone(),
+            false_alarms: self.false_alarms.clone(),
+            ..Score::default()
+        }
+    }
+}
+
+impl fmt::Display for ChecklistScore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<44} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}",
+            format!("step ({} conversations, {} exact)", self.conversations, self.exact),
+            "tp",
+            "fp",
+            "fn",
+            "precision",
+            "recall",
+            "f1"
+        )?;
+        for (step, c) in &self.by_step {
+            writeln!(
+                f,
+                "{:<44} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}",
+                step.as_str(),
+                c.true_pos,
+                c.false_pos,
+                c.false_neg,
+                c.precision(),
+                c.recall(),
+                c.f1()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Scores checklists against labels: `labelled` maps a conversation to its label line and steps;
+/// `found` to the engine's checklist and the line of the conversation's last message.
+pub fn score_checklists(
+    labelled: &BTreeMap<String, (u64, Vec<String>)>,
+    found: &BTreeMap<String, (u64, Checklist)>,
+) -> Result<ChecklistScore, LabelError> {
+    let mut score = ChecklistScore::default();
+    let conversations: BTreeSet<&String> = labelled.keys().chain(found.keys()).collect();
+    for conversation in conversations {
+        let (line, want) = match labelled.get(conversation) {
+            Some((line, steps)) => {
+                let mut want = BTreeSet::new();
+                for step in steps {
+                    want.insert(RecoveryStep::parse(step).ok_or_else(|| LabelError {
+                        line: *line,
+                        label: format!("checklist:{step}"),
+                    })?);
+                }
+                (*line, want)
+            }
+            None => (found[conversation].0, BTreeSet::new()),
+        };
+        let got: BTreeSet<RecoveryStep> = found
+            .get(conversation)
+            .map(|(_, c)| c.steps_done().into_iter().collect())
+            .unwrap_or_default();
+        score.conversations += 1;
+        score.exact += usize::from(want == got);
+        for step in RecoveryStep::ALL {
+            let counts = score.by_step.entry(step).or_default();
+            let mismatch = || Mismatch {
+                file: String::new(),
+                line,
+                label: format!("checklist:{step}"),
+            };
+            match (want.contains(&step), got.contains(&step)) {
+                (true, true) => counts.true_pos += 1,
+                (true, false) => {
+                    counts.false_neg += 1;
+                    score.misses.push(mismatch());
+                }
+                (false, true) => {
+                    counts.false_pos += 1;
+                    score.false_alarms.push(mismatch());
+                }
+                (false, false) => {}
+            }
+        }
+    }
+    Ok(score)
 }
 
 /// True/false positive and false negative counts.
@@ -298,12 +420,34 @@ pub fn evaluate(engine: &crate::engine::Engine, file: &str, text: &str) -> Resul
             .map(|(l, r)| (*l, r.nudges.as_deref().unwrap_or(r.labels.as_slice()))),
         &of_nudges(&outcome.nudges),
     )?;
-    for s in [&mut detections, &mut nudges] {
-        for m in s.misses.iter_mut().chain(s.false_alarms.iter_mut()) {
-            m.file = file.to_string();
-        }
+    let mut checklist = ChecklistScore::default();
+    if records.iter().any(|(_, r)| r.checklist.is_some()) {
+        let labelled = records
+            .iter()
+            .filter_map(|(l, r)| Some((r.conversation.clone(), (*l, r.checklist.clone()?))))
+            .collect();
+        let last_line: BTreeMap<&str, u64> = records.iter().map(|(l, r)| (r.conversation.as_str(), *l)).collect();
+        let found = outcome
+            .final_checklists()
+            .into_iter()
+            .filter(|(_, c)| c.replies > 0)
+            .map(|(conv, c)| (conv.to_string(), (last_line[conv], c.clone())))
+            .collect();
+        checklist = score_checklists(&labelled, &found)?;
     }
-    Ok(Evaluation { detections, nudges })
+    for m in [&mut detections, &mut nudges]
+        .into_iter()
+        .flat_map(|s| s.misses.iter_mut().chain(s.false_alarms.iter_mut()))
+        .chain(checklist.misses.iter_mut())
+        .chain(checklist.false_alarms.iter_mut())
+    {
+        m.file = file.to_string();
+    }
+    Ok(Evaluation {
+        detections,
+        nudges,
+        checklist,
+    })
 }
 
 /// Why a labelled transcript could not be scored.

@@ -6,7 +6,7 @@
 
 use jiff::Timestamp;
 
-use crate::engine::{Detection, Engine, Nudge};
+use crate::engine::{Checklist, Detection, Engine, Nudge, Role};
 use crate::transcript::Record;
 
 /// What feeding messages produced: the nudges delivered and every detection, nudged or not.
@@ -14,12 +14,23 @@ use crate::transcript::Record;
 pub struct Outcome {
     pub nudges: Vec<Nudge>,
     pub detections: Vec<Detection>,
+    /// Recovery checklists as messages changed them: (conversation, line, checklist after it).
+    pub checklists: Vec<(String, u64, Checklist)>,
+    /// Nudges that reached an agent when they started typing, before their reply was sent.
+    pub before_reply: usize,
 }
 
 impl Outcome {
     fn extend(&mut self, other: Outcome) {
         self.nudges.extend(other.nudges);
         self.detections.extend(other.detections);
+        self.checklists.extend(other.checklists);
+        self.before_reply += other.before_reply;
+    }
+
+    /// Each conversation's checklist as its last change left it.
+    pub fn final_checklists(&self) -> std::collections::BTreeMap<&str, &Checklist> {
+        self.checklists.iter().map(|(c, _, list)| (c.as_str(), list)).collect()
     }
 }
 
@@ -49,14 +60,30 @@ impl<'e> Replay<'e> {
     /// it, then the nudges it caused, and its detections.
     pub fn feed(&mut self, line: u64, record: &Record) -> Outcome {
         let at = self.clock.map_or(record.ts, |c| c.max(record.ts));
+        let mut nudges = Vec::new();
+        let mut before_reply = 0;
+        if let Some(lead) = record.typing_ms.filter(|_| record.role == Role::Agent) {
+            let started = record.ts - jiff::SignedDuration::from_millis(lead.min(i64::MAX as u64) as i64);
+            let started = self.clock.map_or(started, |c| c.max(started)).min(at);
+            nudges.extend(self.engine.fire_due(started));
+            let typed = self.engine.typing(&record.conversation, &record.author, started);
+            before_reply = typed.len();
+            nudges.extend(typed);
+        }
         self.clock = Some(at);
-        let mut nudges = self.engine.fire_due(at);
+        nudges.extend(self.engine.fire_due(at));
         self.sweep(at);
         let reading = self.engine.read(&record.message(at, line), false);
         nudges.extend(reading.nudges);
         Outcome {
             nudges,
             detections: reading.detections,
+            checklists: reading
+                .checklist
+                .map(|c| (record.conversation.clone(), line, c))
+                .into_iter()
+                .collect(),
+            before_reply,
         }
     }
 

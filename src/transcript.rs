@@ -3,7 +3,10 @@
 //! `{"conversation": "c1", "author": "u1", "role": "customer"|"agent", "text": "...", "ts": "RFC3339"}`
 //! plus, in labelled files, `"labels": ["prior_failure:not_received", ...]` (the detections the
 //! message holds, by `docs/labelling.md`) and, where the nudges expected differ from them,
-//! `"nudges": [...]`. Unknown fields are ignored so transcripts can carry more than Backstop reads.
+//! `"nudges": [...]`; on a conversation's last line, `"checklist": ["apologized", ...]` (the recovery
+//! checklist's steps done). An agent message may carry `"typing_ms": 4000`: the agent started typing
+//! that long before it was sent, which is when a cue waiting for an agent reaches them. Unknown
+//! fields are ignored so transcripts can carry more than Backstop reads.
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -25,6 +28,12 @@ pub struct Record {
     /// cue merged into the first one's nudge, a reminder due on a promise).
     #[serde(default)]
     pub nudges: Option<Vec<String>>,
+    /// The recovery checklist's steps done by the end of the conversation (labelled on its last line).
+    #[serde(default)]
+    pub checklist: Option<Vec<String>>,
+    /// How long before sending the author started typing.
+    #[serde(default)]
+    pub typing_ms: Option<u64>,
 }
 
 impl Record {
@@ -104,7 +113,12 @@ fn diagnose(text: &str) -> String {
             _ => {}
         }
     }
-    for field in ["labels", "nudges"] {
+    if let Some(v) = map.get("typing_ms") {
+        if !v.is_u64() {
+            return format!("field `typing_ms`: expected a whole number of milliseconds, found {v}");
+        }
+    }
+    for field in ["labels", "nudges", "checklist"] {
         if let Some(list) = map.get(field) {
             if !list.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
                 return format!("field `{field}`: expected an array of strings");
@@ -143,5 +157,10 @@ mod tests {
         assert!(err(&GOOD.replace("\"hi\"", "42")).contains("field `text`: expected a string, found 42"));
         assert!(err(&GOOD.replace("\"c1\"", "\"\"")).contains("field `conversation`: must not be empty"));
         assert!(err("[1,2]").contains("expected a JSON object"));
+        let typed = |v: &str| GOOD.replace("}", &format!(r#", "typing_ms": {v}}}"#));
+        assert!(err(&typed("-5")).contains("field `typing_ms`: expected a whole number of milliseconds, found -5"));
+        assert_eq!(parse_line(1, &typed("4000")).unwrap().unwrap().typing_ms, Some(4000));
+        let listed = GOOD.replace("}", r#", "checklist": "apologized"}"#);
+        assert!(err(&listed).contains("field `checklist`: expected an array of strings"));
     }
 }

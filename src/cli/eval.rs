@@ -10,7 +10,7 @@ use serde_json::json;
 
 use backstop::config::Sources;
 use backstop::engine::Engine;
-use backstop::eval::{evaluate, Comparison, Counts, Mismatch, Score};
+use backstop::eval::{evaluate, ChecklistScore, Comparison, Counts, Mismatch, Score};
 
 use super::SourceArgs;
 
@@ -44,16 +44,24 @@ struct Part {
     false_alarms: Vec<Listed>,
 }
 
-/// Both parts over every file.
+/// Both parts over every file, and the recovery checklist where files label it.
 #[derive(Default)]
 struct Scored {
     detections: Part,
     nudges: Part,
+    checklist: ChecklistScore,
+    /// The checklist's mismatches with their text (the conversation's last line).
+    checklist_listed: Part,
 }
 
 impl Scored {
-    fn parts(&self) -> [(&'static str, &Part); 2] {
-        [("detections", &self.detections), ("nudges", &self.nudges)]
+    /// The parts compared and held to `--min-f1`; the checklist's part holds only its mismatches.
+    fn parts(&self) -> [(&'static str, &Part); 3] {
+        [
+            ("detections", &self.detections),
+            ("nudges", &self.nudges),
+            ("checklist", &self.checklist_listed),
+        ]
     }
 }
 
@@ -83,6 +91,16 @@ fn run_files(engine: &Engine, files: &[PathBuf]) -> anyhow::Result<Scored> {
             part.false_alarms.extend(listed(&score.false_alarms));
             part.score.merge(score);
         }
+        let listed = |list: &[Mismatch]| -> Vec<Listed> {
+            list.iter()
+                .map(|m| (name.clone(), m.clone(), line_text(m.line)))
+                .collect()
+        };
+        let c = &mut total.checklist_listed;
+        c.misses.extend(listed(&evaluation.checklist.misses));
+        c.false_alarms.extend(listed(&evaluation.checklist.false_alarms));
+        c.score.merge(evaluation.checklist.as_score());
+        total.checklist.merge(evaluation.checklist);
     }
     Ok(total)
 }
@@ -100,6 +118,10 @@ fn mismatch_json(list: &[Listed]) -> Vec<serde_json::Value> {
 
 fn kinds_json(s: &Score) -> serde_json::Map<String, serde_json::Value> {
     s.by_kind.iter().map(|(k, c)| (k.to_string(), counts_json(c))).collect()
+}
+
+fn steps_json(s: &ChecklistScore) -> serde_json::Map<String, serde_json::Value> {
+    s.by_step.iter().map(|(k, c)| (k.to_string(), counts_json(c))).collect()
 }
 
 fn engine_for(sources: &SourceArgs, config: Option<&PathBuf>) -> anyhow::Result<Engine> {
@@ -133,7 +155,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let scored = run_files(&engine, &args.files)?;
     if args.json {
         let mut out = serde_json::Map::new();
-        for (name, part) in scored.parts() {
+        for (name, part) in [("detections", &scored.detections), ("nudges", &scored.nudges)] {
             let s = &part.score;
             out.insert(
                 name.to_string(),
@@ -142,6 +164,19 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                     "by_category": s.by_category.iter().map(|((k, cat), c)| (format!("{k}:{cat}"), counts_json(c))).collect::<serde_json::Map<_, _>>(),
                     "misses": mismatch_json(&part.misses),
                     "false_alarms": mismatch_json(&part.false_alarms),
+                }),
+            );
+        }
+        if scored.checklist.conversations > 0 {
+            let c = &scored.checklist;
+            out.insert(
+                "checklist".to_string(),
+                json!({
+                    "conversations": c.conversations,
+                    "exact": c.exact,
+                    "by_step": steps_json(c),
+                    "misses": mismatch_json(&scored.checklist_listed.misses),
+                    "false_alarms": mismatch_json(&scored.checklist_listed.false_alarms),
                 }),
             );
         }
@@ -172,6 +207,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         print!("{}", d.score);
         println!("\nnudges (what agents receive after the nudge policy)");
         print!("{}", n.score);
+        if scored.checklist.conversations > 0 {
+            let c = &scored.checklist_listed;
+            for (file, m, text) in &c.misses {
+                println!("step missed  {file}:{} {} | {text}", m.line, m.label);
+            }
+            for (file, m, text) in &c.false_alarms {
+                println!("step extra   {file}:{} {} | {text}", m.line, m.label);
+            }
+            println!("\nrecovery checklist (steps judged per conversation with a failure cue)");
+            print!("{}", scored.checklist);
+        }
     }
     if let Some(floor) = args.min_f1 {
         let below = below(&scored, floor);

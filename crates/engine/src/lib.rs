@@ -18,6 +18,7 @@
 //! the other way round.
 
 mod automaton;
+mod checklist;
 mod learned;
 mod lexicon;
 mod model;
@@ -39,6 +40,7 @@ use dashmap::DashMap;
 use jiff::Timestamp;
 
 pub use automaton::{BuildError, Cost, Matcher, Node, Warmth};
+pub use checklist::{Checklist, RecoveryStep};
 pub use learned::{Features, Featurizer, Learned, ModelFile, Scorer, Standing, StoredModel, FORMAT_VERSION, HASH_BITS};
 pub use lexicon::{edit_distance, Class, Lexicon, WordId};
 pub use model::{
@@ -56,6 +58,7 @@ pub use tokens::{Sentence, Token, Tokens};
 
 pub use state::{Context, Promise, PromiseChange, Step};
 use state::{Conversation, CueNote, Deadline, COOLED, STORY_CUES};
+use checklist::ReplyFacts;
 
 /// Longest excerpt of a message carried in a nudge.
 const QUOTE_CHARS: usize = 160;
@@ -148,6 +151,8 @@ pub struct Reading {
     /// Cue nudges held for the first agent that this agent's reply made unnecessary: it already
     /// apologized for the failure by name. Not delivered; adapters count them as wins.
     pub unprompted: Vec<Nudge>,
+    /// The conversation's recovery checklist, when this message changed it.
+    pub checklist: Option<Checklist>,
 }
 
 /// An open promise, as shown to agents and leads.
@@ -432,6 +437,7 @@ impl Engine {
         }
         let Some(cue) = cue else { return };
         conv.context.cue_unapologized = true;
+        conv.context.checklist.get_or_insert_with(|| Checklist::new(msg.at));
         let story = &mut conv.story;
         if story.cues.len() == STORY_CUES {
             story.cues.remove(0);
@@ -573,11 +579,27 @@ impl Engine {
                     )
                 }),
         };
-        if let Some((basis, category)) = excused.filter(|_| !asked_after_apology) {
+        let excused = excused.filter(|_| !asked_after_apology);
+        let facts = ReplyFacts {
+            apology: apology.is_some() && eraser.is_none(),
+            names_failure: first(RuleKind::FailureNamed).is_some(),
+            excuse: excused.is_some(),
+            details_unowned: first(RuleKind::DetailsRequest).is_some()
+                && apology.is_none()
+                && first(RuleKind::Ownership).is_none(),
+            next_step: says_next_step(text, scan),
+            thanks: first(RuleKind::Gratitude).is_some(),
+        };
+        if let Some((basis, category)) = excused {
             let finding = (NudgeKind::ExplainBeforeApology, Some(category), basis);
             self.coach_reply(id, conv, msg, text, finding, out);
         }
         self.craft(id, conv, msg, text, scan, out);
+        if let Some(checklist) = conv.context.checklist.as_mut() {
+            if checklist.reply(msg.author, facts) {
+                out.checklist = Some(checklist.clone());
+            }
+        }
         if apology.is_some() {
             conv.story.apology = Some(excerpt(msg.text));
         }
@@ -1266,6 +1288,30 @@ struct Draft<'a> {
     at: Timestamp,
     due: Option<Due>,
     source: MessageRef,
+}
+
+/// Whether an agent message tells the customer what happens next and when: a next step, a promise
+/// to get back in touch or the next part of a hand-off, with a real time in the same sentence.
+fn says_next_step(text: &Prepared<'_>, scan: &Scan<'_>) -> bool {
+    let mut sentences: Vec<usize> = scan
+        .hits
+        .iter()
+        .filter(|h| {
+            let rule = scan.rule(h);
+            match rule.kind {
+                RuleKind::NextStep | RuleKind::FollowUp => true,
+                RuleKind::Handoff => rule.label.as_deref() == Some("next"),
+                _ => false,
+            }
+        })
+        .filter_map(|h| scan.tokens.sentence_of(h.span.start))
+        .collect();
+    sentences.dedup();
+    sentences.into_iter().any(|s| {
+        scan.rules
+            .timeframe(text, scan.tokens, s)
+            .is_some_and(|tf| !tf.is_vague())
+    })
 }
 
 /// Whether a customer cue is about the open promise itself ("you said you'd call me back",

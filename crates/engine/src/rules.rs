@@ -53,6 +53,11 @@ pub enum RuleKind {
     Transfer,
     /// Agent: one part of a warm hand-off; its category says which (`who`, `how`, `next`).
     Handoff,
+    /// Agent: something that will happen for the customer (a call, a refund landing, a reship);
+    /// with a time in the same sentence it is the checklist's "what happens next and when".
+    NextStep,
+    /// Agent: thanks the customer.
+    Gratitude,
 }
 
 impl RuleKind {
@@ -71,6 +76,8 @@ impl RuleKind {
             RuleKind::FailureNamed => "failure_named",
             RuleKind::Transfer => "transfer",
             RuleKind::Handoff => "handoff",
+            RuleKind::NextStep => "next_step",
+            RuleKind::Gratitude => "gratitude",
         }
     }
 
@@ -84,7 +91,7 @@ impl RuleKind {
     /// Kinds whose matches in a question ("did the courier call you?") do not count: a question is
     /// not an excuse, and "shall I call you back?" is an offer, not a promise.
     fn ignores_questions(self) -> bool {
-        matches!(self, RuleKind::Explanation | RuleKind::FollowUp)
+        matches!(self, RuleKind::Explanation | RuleKind::FollowUp | RuleKind::NextStep)
     }
 }
 

@@ -50,6 +50,9 @@ pub struct Context {
     /// A prior-failure cue no agent has apologized for yet: the next apology should name it.
     #[serde(default)]
     pub cue_unapologized: bool,
+    /// The recovery checklist, from the first failure cue on.
+    #[serde(default)]
+    pub checklist: Option<super::checklist::Checklist>,
 }
 
 fn fired_slots<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[Option<Timestamp>; COOLED.len()], D::Error> {
@@ -75,6 +78,7 @@ impl Context {
             last_role: None,
             awaiting_reply: false,
             cue_unapologized: false,
+            checklist: None,
         }
     }
 }
