@@ -280,6 +280,15 @@ fn try_message(rules: &RuleSet, role: Role, text: &str) {
     let prepared = Prepared::new(text);
     let tokens = rules.tokens(&prepared);
     let hits = rules.scan(role, &prepared, &tokens);
+    if role == Role::Agent {
+        // Promises and next steps take their due time from these words.
+        for sentence in 0..tokens.sentences.len() {
+            if let Some(time) = rules.timeframe(&prepared, &tokens, sentence) {
+                let vague = if time.is_vague() { " (vague: no real time)" } else { "" };
+                println!("{:<16} {:<44} \"{}\"", "time", format!("sentence {}{vague}", sentence + 1), time.words);
+            }
+        }
+    }
     if hits.is_empty() {
         println!("no {} rule fires on this message", role.as_str());
         return;

@@ -195,7 +195,23 @@ impl Reader<'_> {
         self.found.push(a.start as usize..b.end as usize);
     }
 
-    /// "in 2 hours", "within the hour", "in a couple of days".
+    /// The upper end of a range starting at the count at `at` ("3-5 days", "3 to 5 days"), and the
+    /// token after it: the latest the customer was told to expect.
+    fn range_end(&self, at: usize) -> Option<(f64, usize)> {
+        let joined_by_dash = || {
+            let (a, b) = (self.tokens.tokens.get(at)?, self.tokens.tokens.get(at + 1)?);
+            let gap = self.text.scan().get(a.end as usize..b.start as usize)?;
+            (gap.trim_ascii() == b"-").then_some(at + 1)
+        };
+        let upper = match joined_by_dash() {
+            Some(k) => k,
+            None if matches!(self.word(at + 1), "to" | "or") => at + 2,
+            None => return None,
+        };
+        Some((amount_of(self.digits(upper)?)?, upper + 1))
+    }
+
+    /// "in 2 hours", "within the hour", "in a couple of days", "in 3-5 working days".
     fn delay(&mut self) -> Option<Kind> {
         for at in self.first..self.last {
             let Some(lead_end) = self.ends("timeframe_delay", at) else {
@@ -203,7 +219,10 @@ impl Reader<'_> {
             };
             let mut k = self.ends("timeframe_about", lead_end).unwrap_or(lead_end);
             let (amount, next) = if let Some(d) = self.digits(k) {
-                (d.parse::<f64>().ok().filter(|n| *n < 1000.0)?, k + 1)
+                match amount_of(d) {
+                    Some(n) => self.range_end(k).unwrap_or((n, k + 1)),
+                    None => continue,
+                }
             } else if self.word(k) == "the" && self.ends("timeframe_hours", k + 1).is_some() {
                 (1.0, k + 1)
             } else {
@@ -328,6 +347,11 @@ impl Reader<'_> {
             None => false,
         }
     }
+}
+
+/// A count written in digits.
+fn amount_of(digits: &str) -> Option<f64> {
+    digits.parse::<f64>().ok().filter(|n| *n < 1000.0)
 }
 
 impl Timeframe {
@@ -526,6 +550,16 @@ mod tests {
             due("I'll get back to you within 24 hrs", "10:00").unwrap(),
             "2026-11-24T10:00:00Z"
         );
+        // A range is due at its upper end; a number that is not a count is no delay.
+        assert_eq!(
+            due("it'll land in your account in 3-5 days", "10:00").unwrap(),
+            "2026-11-28T10:00:00Z"
+        );
+        assert_eq!(
+            due("we'll call you in 2 to 3 hours", "10:00").unwrap(),
+            "2026-11-23T13:00:00Z"
+        );
+        assert_eq!(parse("we'll call you in 1.2.3 hours"), None);
     }
 
     #[test]
