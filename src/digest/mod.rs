@@ -16,9 +16,10 @@ use jiff::{SignedDuration, Timestamp, ToSpan};
 
 pub use chart::{render as chart, ChartError};
 
+use crate::engine::RecoveryStep;
 use crate::report::RuleRow;
 use crate::store::records::DigestNudge;
-use crate::store::{PromiseState, StoredPromise};
+use crate::store::{PromiseState, StoredChecklist, StoredPromise};
 
 /// How often a digest is posted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +127,48 @@ pub struct Period {
 /// The nudge-log kind of a cue the agent recovered before any nudge (logged, never delivered).
 pub const RECOVERED_UNPROMPTED: &str = "recovered_unprompted";
 
+/// How often the recovery checklist's steps were done, over conversations with a failure cue
+/// that an agent answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChecklistRates {
+    pub conversations: i64,
+    /// Conversations with each step done, in [`RecoveryStep::ALL`] order.
+    pub done: [i64; 6],
+}
+
+impl ChecklistRates {
+    pub fn add(&mut self, row: &StoredChecklist) {
+        self.conversations += 1;
+        for (n, done) in self.done.iter_mut().zip(row.done) {
+            *n += i64::from(done);
+        }
+    }
+
+    /// The share of conversations with `step` done, as a whole percentage.
+    pub fn percent(&self, step: RecoveryStep) -> Option<i64> {
+        (self.conversations > 0).then(|| (self.done[step as usize] * 100 + self.conversations / 2) / self.conversations)
+    }
+
+    /// "apologized 80% (▲5 pts) · …": each step's rate, with the change against `before` when
+    /// both periods had conversations.
+    pub fn line(&self, before: Option<&ChecklistRates>) -> String {
+        RecoveryStep::ALL
+            .into_iter()
+            .filter_map(|step| {
+                let now = self.percent(step)?;
+                let change = match before.and_then(|b| b.percent(step)).map(|was| now - was) {
+                    Some(0) => " (=)".to_string(),
+                    Some(d) if d > 0 => format!(" (▲{d} pts)"),
+                    Some(d) => format!(" (▼{} pts)", -d),
+                    None => String::new(),
+                };
+                Some(format!("{} {now}%{change}", step.describe()))
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+}
+
 /// One agent's share of a period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AgentFigures {
@@ -138,6 +181,8 @@ pub struct AgentFigures {
     pub promised: i64,
     pub kept_on_time: i64,
     pub lapsed: i64,
+    /// The checklists of conversations whose cue this agent answered first.
+    pub checklist: ChecklistRates,
 }
 
 /// What happened in a period.
@@ -165,6 +210,8 @@ pub struct Figures {
     /// Kept and lapsed promises by local day of their due time.
     pub by_day: BTreeMap<Date, (i64, i64)>,
     pub by_agent: BTreeMap<u64, AgentFigures>,
+    /// The recovery checklist over conversations whose cue arrived in the period.
+    pub checklist: ChecklistRates,
 }
 
 impl Figures {
@@ -257,6 +304,18 @@ impl Figures {
         f
     }
 
+    /// Counts the checklists opened in the period, for the team and for the agent each belongs
+    /// to. Checklists no agent has answered yet are left out: they have nothing to judge.
+    pub fn count_checklists(&mut self, period: Period, rows: &[StoredChecklist]) {
+        let (start, end) = (period.start.as_millisecond(), period.end.as_millisecond());
+        for row in rows.iter().filter(|r| r.opened_at >= start && r.opened_at < end && r.replies > 0) {
+            self.checklist.add(row);
+            if let Some(agent) = row.agent {
+                self.by_agent.entry(agent).or_default().checklist.add(row);
+            }
+        }
+    }
+
     pub fn total_cues(&self) -> i64 {
         self.cues.values().sum()
     }
@@ -316,6 +375,14 @@ pub fn text(now: &Figures, before: &Figures, per_agent: bool, noisy: &[RuleRow])
         "**Recovered unprompted** (a specific apology before any nudge): {}",
         trend(now.unprompted, before.unprompted)
     );
+    if now.checklist.conversations > 0 {
+        let _ = writeln!(
+            out,
+            "**Recovery checklist** ({} conversations with a failure cue): {}",
+            now.checklist.conversations,
+            now.checklist.line(Some(&before.checklist))
+        );
+    }
     let _ = writeln!(
         out,
         "**Follow-ups:** {} promised · {} kept on time · {} overdue · {} escalated",
@@ -360,8 +427,18 @@ pub fn text(now: &Figures, before: &Figures, per_agent: bool, noisy: &[RuleRow])
 /// One agent's own figures, for `/coach me`.
 pub fn agent_text(agent: u64, now: &Figures) -> String {
     let a = now.by_agent.get(&agent).cloned().unwrap_or_default();
+    let checklist = if a.checklist.conversations > 0 {
+        format!(
+            "\nRecovery checklist over your {} conversations with a failure cue: {}\nTeam: {}",
+            a.checklist.conversations,
+            a.checklist.line(None),
+            now.checklist.line(None)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "**Your last 7 days**\nPrior-failure cues you were coached on: {}\nCues you answered with a specific apology before any nudge: {}\nReplies that explained before apologizing: {}\nOwnership, apology and hand-off nudges: {}\nPromises made: {} · kept on time: {} · overdue: {}",
+        "**Your last 7 days**\nPrior-failure cues you were coached on: {}\nCues you answered with a specific apology before any nudge: {}\nReplies that explained before apologizing: {}\nOwnership, apology and hand-off nudges: {}\nPromises made: {} · kept on time: {} · overdue: {}{checklist}",
         a.cues, a.unprompted, a.explained_first, a.craft, a.promised, a.kept_on_time, a.lapsed
     )
 }

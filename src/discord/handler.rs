@@ -19,7 +19,7 @@ use super::Guilds;
 use crate::engine::{self, Context as Recovery, Engine, Nudge, NudgeKind, PromiseChange, Role};
 use crate::store::records::nudge_key;
 use crate::store::writer::{Write, Writer};
-use crate::store::{from_ms, NewNudge, NewPromise, PromiseState, Reschedule, Store, StoreError};
+use crate::store::{from_ms, NewNudge, NewPromise, PromiseState, Reschedule, Store, StoreError, StoredChecklist};
 
 /// The event handler: one per bot.
 pub struct Handler {
@@ -416,6 +416,10 @@ impl Handler {
             row.kind = crate::digest::RECOVERED_UNPROMPTED.to_string();
             row.key = nudge_key(cue.source.0, &row.kind);
             self.writer.send(Write::Nudge(row));
+        }
+        if let Some(checklist) = &reading.checklist {
+            let row = StoredChecklist::of(guild.id, channel, checklist, at.as_millisecond());
+            self.writer.send(Write::Checklist(Box::new(row)));
         }
         if reading.recovered {
             self.writer.send(Write::Recovered {

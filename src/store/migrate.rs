@@ -14,13 +14,19 @@ use sqlx::migrate::{MigrateError, Migration, MigrationSource, MigrationType, Mig
 use super::{Pool, Store, StoreError};
 
 /// (version, description, SQL) for SQLite, oldest first.
-const SQLITE: &[(i64, &str, &str)] = &[(1, "initial", include_str!("migrations/sqlite/0001_initial.sql"))];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/sqlite/0001_initial.sql")),
+    (2, "checklists", include_str!("migrations/sqlite/0002_checklists.sql")),
+];
 
 /// (version, description, SQL) for PostgreSQL, oldest first.
-const POSTGRES: &[(i64, &str, &str)] = &[(1, "initial", include_str!("migrations/postgres/0001_initial.sql"))];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("migrations/postgres/0001_initial.sql")),
+    (2, "checklists", include_str!("migrations/postgres/0002_checklists.sql")),
+];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// The migrations of one backend, as sqlx's migrator reads them.
 #[derive(Debug)]

@@ -27,7 +27,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, Row, SqlitePool};
 
 pub use records::{
-    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, SentStep, ShardRange, StoredPromise,
+    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, SentStep, ShardRange, StoredChecklist,
+    StoredPromise,
 };
 pub use redact::{MaskDef, Redactor};
 
@@ -758,6 +759,69 @@ impl Store {
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
+    // ---- recovery checklists --------------------------------------------------------------------
+
+    /// Stores a conversation's checklist, replacing the previous one.
+    pub async fn save_checklist(&self, c: &StoredChecklist) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO checklists (conversation, guild_id, agent_id, opened_at, updated_at, replies, \
+             step_apologized, step_specific, step_before_explaining, step_owned_first, step_next_step, step_thanked) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (conversation) DO UPDATE SET \
+             guild_id = $2, agent_id = $3, opened_at = $4, updated_at = $5, replies = $6, step_apologized = $7, \
+             step_specific = $8, step_before_explaining = $9, step_owned_first = $10, step_next_step = $11, \
+             step_thanked = $12";
+        let step = |i: usize| i64::from(c.done[i]);
+        on_pool!(self, pool => sqlx::query(SQL)
+            .bind(c.conversation as i64)
+            .bind(c.guild as i64)
+            .bind(c.agent.map(|a| a as i64))
+            .bind(c.opened_at)
+            .bind(c.updated_at)
+            .bind(c.replies)
+            .bind(step(0))
+            .bind(step(1))
+            .bind(step(2))
+            .bind(step(3))
+            .bind(step(4))
+            .bind(step(5))
+            .execute(pool)
+            .await?
+            .rows_affected());
+        Ok(())
+    }
+
+    /// Checklists opened between `from` and `to` (Unix ms), oldest first: one guild's, or every
+    /// guild's with `None`.
+    pub async fn checklists(&self, guild: Option<u64>, from: i64, to: i64) -> Result<Vec<StoredChecklist>, StoreError> {
+        const SQL: &str = "SELECT conversation, guild_id, agent_id, opened_at, updated_at, replies, step_apologized, \
+             step_specific, step_before_explaining, step_owned_first, step_next_step, step_thanked FROM checklists \
+             WHERE ($1 IS NULL OR guild_id = $1) AND opened_at >= $2 AND opened_at < $3 ORDER BY opened_at, conversation";
+        Ok(on_pool!(self, pool => {
+            let rows = sqlx::query(SQL)
+                .bind(guild.map(|g| g as i64))
+                .bind(from)
+                .bind(to)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let mut done = [false; 6];
+                for (i, d) in done.iter_mut().enumerate() {
+                    *d = r.try_get::<i64, _>(6 + i)? != 0;
+                }
+                out.push(StoredChecklist {
+                    conversation: r.try_get::<i64, _>(0)? as u64,
+                    guild: r.try_get::<i64, _>(1)? as u64,
+                    agent: r.try_get::<Option<i64>, _>(2)?.map(|a| a as u64),
+                    opened_at: r.try_get(3)?,
+                    updated_at: r.try_get(4)?,
+                    replies: r.try_get(5)?,
+                    done,
+                });
+            }
+            out
+        }))
+    }
+
     // ---- retention, forgetting, export --------------------------------------------------------
 
     /// Deletes nudge logs, closed promises and idle conversations older than `before`.
@@ -768,6 +832,8 @@ impl Store {
             purged.promises = sqlx::query("DELETE FROM promises WHERE closed_at IS NOT NULL AND closed_at < $1")
                 .bind(before).execute(pool).await?.rows_affected();
             purged.conversations = sqlx::query("DELETE FROM conversations WHERE updated_at < $1")
+                .bind(before).execute(pool).await?.rows_affected();
+            purged.checklists = sqlx::query("DELETE FROM checklists WHERE updated_at < $1")
                 .bind(before).execute(pool).await?.rows_affected();
         });
         Ok(purged)
@@ -785,6 +851,12 @@ impl Store {
                 .bind(id).execute(&mut *tx).await?.rows_affected();
             sqlx::query("UPDATE nudges SET feedback_by = NULL WHERE feedback_by = $1")
                 .bind(id).execute(&mut *tx).await?;
+            // A checklist names the agent; the customer is known through the conversation row.
+            gone.checklists = sqlx::query(
+                "DELETE FROM checklists WHERE agent_id = $1 OR conversation IN \
+                 (SELECT conversation FROM conversations WHERE last_customer = $1)",
+            )
+            .bind(id).execute(&mut *tx).await?.rows_affected();
             gone.conversations = sqlx::query("DELETE FROM conversations WHERE last_agent = $1 OR last_customer = $1")
                 .bind(id).execute(&mut *tx).await?.rows_affected();
             gone.settings = sqlx::query("DELETE FROM agents WHERE agent_id = $1")

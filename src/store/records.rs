@@ -6,7 +6,7 @@ use serde_json::json;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::from_ms;
-use crate::engine::{Due, DueSource, MessageRef, Promise, Step, UserId};
+use crate::engine::{Checklist, Due, DueSource, MessageRef, Promise, RecoveryStep, Step, UserId};
 
 /// Where a promise is in its life. Stored as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,6 +229,39 @@ pub struct DigestNudge {
     pub recovered_at: Option<i64>,
 }
 
+/// A conversation's recovery checklist as stored (one row per conversation with a failure cue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChecklist {
+    pub conversation: u64,
+    pub guild: u64,
+    /// The agent who answered the cue first.
+    pub agent: Option<u64>,
+    pub opened_at: i64,
+    pub updated_at: i64,
+    pub replies: i64,
+    /// Whether each step is done, in [`RecoveryStep::ALL`] order.
+    pub done: [bool; 6],
+}
+
+impl StoredChecklist {
+    /// The row for an engine checklist (an agent id that is not a Discord id is stored as none).
+    pub fn of(guild: u64, conversation: u64, checklist: &Checklist, now: i64) -> StoredChecklist {
+        StoredChecklist {
+            conversation,
+            guild,
+            agent: checklist.agent.as_ref().and_then(|a| a.as_str().parse().ok()),
+            opened_at: checklist.opened.as_millisecond(),
+            updated_at: now,
+            replies: i64::from(checklist.replies),
+            done: RecoveryStep::ALL.map(|s| checklist.done(s)),
+        }
+    }
+
+    pub fn done(&self, step: RecoveryStep) -> bool {
+        self.done[step as usize]
+    }
+}
+
 /// A nudge an agent rated with 👍 or 👎, as `backstop export-labels` reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RatedNudge {
@@ -268,6 +301,7 @@ pub struct Purged {
     pub nudges: u64,
     pub promises: u64,
     pub conversations: u64,
+    pub checklists: u64,
 }
 
 /// What `backstop forget --user` removed.
@@ -277,11 +311,12 @@ pub struct Forgotten {
     pub nudges: u64,
     pub conversations: u64,
     pub settings: u64,
+    pub checklists: u64,
 }
 
 impl Forgotten {
     pub fn total(&self) -> u64 {
-        self.promises + self.nudges + self.conversations + self.settings
+        self.promises + self.nudges + self.conversations + self.settings + self.checklists
     }
 }
 

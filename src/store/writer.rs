@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{NewNudge, NewPromise, PromiseState, Reschedule, Store, StoreError};
+use super::{NewNudge, NewPromise, PromiseState, Reschedule, Store, StoreError, StoredChecklist};
 use crate::engine::Context;
 
 /// One write.
@@ -69,6 +69,8 @@ pub enum Write {
         context: Box<Context>,
         now: i64,
     },
+    /// A conversation's recovery checklist after a change.
+    Checklist(Box<StoredChecklist>),
     /// Answers once everything queued before it is written.
     Flush(oneshot::Sender<()>),
 }
@@ -256,6 +258,7 @@ async fn apply(store: &Store, write: &mut Write) -> Result<(), StoreError> {
             context,
             now,
         } => store.save_context(*guild, *conversation, context, *now).await?,
+        Write::Checklist(checklist) => store.save_checklist(checklist).await?,
         Write::Flush(tx) => {
             // Everything before this in the queue is written by the time it is reached.
             let (done, _) = oneshot::channel();
