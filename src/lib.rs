@@ -10,11 +10,13 @@
 //! - [`eval`]: scores detections and nudges against labelled transcripts (precision, recall, F1).
 //! - [`store`]: durable state in SQLite or PostgreSQL: promises, the nudge log, settings.
 //! - [`report`]: the rule-quality report from agents' 👍/👎 feedback.
+//! - [`checklist`]: recovery checklist rates for the team, each agent and each week.
 //! - [`clock`]: the bot's time source: real, moved by hand (tests, the demo) or sped up.
 //! - [`train`]: fits the learned layer's models from labelled transcripts (`backstop train`).
 //!
 //! The `backstop` binary (`src/main.rs`) is a thin edge over these.
 
+pub mod checklist;
 pub mod clock;
 pub mod config;
 pub mod digest;

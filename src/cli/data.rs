@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
+use backstop::checklist::{ChecklistRates, ChecklistReport};
 use backstop::discord::config::BotConfig;
+use backstop::engine::RecoveryStep;
 use backstop::report::RuleReport;
 use backstop::store::{StorageConfig, Store};
 
@@ -41,8 +43,9 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// What to report on: `rules` (fires, feedback and helpful rate per rule).
-    #[arg(value_parser = ["rules"])]
+    /// What to report on: `rules` (fires, feedback and helpful rate per rule) or `checklist`
+    /// (how often each step of the recovery checklist was done: team, weeks, agents).
+    #[arg(value_parser = ["rules", "checklist"])]
     what: String,
     #[command(flatten)]
     sources: SourceArgs,
@@ -51,7 +54,7 @@ pub struct ReportArgs {
     /// Only nudges since then: a date (2026-11-01) or an RFC 3339 time.
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
-    /// Print JSON Lines, one rule a line.
+    /// Print JSON Lines: one rule a line, or one line per team, week and agent.
     #[arg(long)]
     json: bool,
 }
@@ -128,6 +131,9 @@ pub fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    if args.what == "checklist" {
+        return report_checklist(args);
+    }
     let since = since_ms(args.since.as_deref())?;
     let (runtime, store) = open_store(&storage_config(&args.sources, &args.storage)?)?;
     let report = runtime.block_on(RuleReport::load(&store, since, None))?;
@@ -143,6 +149,34 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backstop report checklist`: the recovery checklist's rates from the store, weeks in the
+/// engine's schedule time zone.
+fn report_checklist(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let since = since_ms(args.since.as_deref())?;
+    let tz = args.sources.sources().engine()?.settings().schedule.time_zone.clone();
+    let (runtime, store) = open_store(&storage_config(&args.sources, &args.storage)?)?;
+    let report = runtime.block_on(ChecklistReport::load(&store, since, None, &tz))?;
+    runtime.block_on(store.close());
+    if !args.json {
+        print!("{report}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let steps = |r: &ChecklistRates| {
+        RecoveryStep::ALL
+            .into_iter()
+            .map(|s| (s.as_str().to_string(), serde_json::json!(r.done[s as usize])))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    println!("{}", serde_json::json!({"scope": "team", "conversations": report.total.conversations, "done": steps(&report.total)}));
+    for (week, r) in &report.by_week {
+        println!("{}", serde_json::json!({"scope": "week", "week": week.to_string(), "conversations": r.conversations, "done": steps(r)}));
+    }
+    for (agent, r) in &report.by_agent {
+        println!("{}", serde_json::json!({"scope": "agent", "agent": agent.to_string(), "conversations": r.conversations, "done": steps(r)}));
     }
     Ok(ExitCode::SUCCESS)
 }

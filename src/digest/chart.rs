@@ -1,5 +1,5 @@
-//! The digest's chart: follow-ups kept vs overdue per day, and prior-failure cues by category,
-//! drawn in-process with plotters into a PNG. A light card with dark text and saturated bars
+//! The digest's chart: follow-ups kept vs overdue per day, prior-failure cues by category and
+//! the recovery checklist's step rates, drawn in-process with plotters into a PNG. A light card with dark text and saturated bars
 //! reads on Discord's dark and light themes alike.
 
 use std::sync::OnceLock;
@@ -12,12 +12,15 @@ use super::Figures;
 /// DejaVu Sans (free licence, see DejaVuSans-LICENSE.txt), embedded so no system font is needed.
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const WIDTH: u32 = 900;
-const HEIGHT: u32 = 380;
+const HEIGHT: u32 = 640;
+/// The top row (follow-ups, cues); the checklist takes the rest.
+const TOP_ROW: u32 = 370;
 const CARD: RGBColor = RGBColor(247, 247, 248);
 const INK: RGBColor = RGBColor(35, 39, 42);
 const KEPT: RGBColor = RGBColor(46, 160, 67);
 const LAPSED: RGBColor = RGBColor(207, 34, 46);
 const CUES: RGBColor = RGBColor(88, 101, 242);
+const STEPS: RGBColor = RGBColor(191, 135, 0);
 
 /// Why the chart could not be drawn.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +52,11 @@ pub fn render(figures: &Figures, title: &str) -> Result<Vec<u8>, ChartError> {
         let root = root
             .titled(title, ("sans-serif", 22).into_font().color(&INK))
             .map_err(draw_err)?;
-        let (left, right) = root.split_horizontally(WIDTH / 2);
+        let (top, bottom) = root.split_vertically(TOP_ROW);
+        let (left, right) = top.split_horizontally(WIDTH / 2);
         follow_ups(&left, figures)?;
         cues(&right, figures)?;
+        checklist(&bottom, figures)?;
         root.present().map_err(draw_err)?;
     }
     let mut png_bytes = Vec::new();
@@ -154,6 +159,52 @@ fn cues<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, f: &
     Ok(())
 }
 
+fn checklist<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, f: &Figures) -> Result<(), ChartError> {
+    let rates = &f.checklist;
+    let caption = format!(
+        "Recovery checklist: % of {} conversations with a failure cue",
+        rates.conversations
+    );
+    // The first step on top: rows are drawn from the bottom up.
+    let rows: Vec<(&str, i32)> = crate::engine::RecoveryStep::ALL
+        .into_iter()
+        .rev()
+        .map(|s| (s.describe(), rates.percent(s).unwrap_or(0) as i32))
+        .collect();
+    let n = rows.len() as i32;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16).into_font().color(&INK))
+        .margin(12)
+        .x_label_area_size(28)
+        .y_label_area_size(260)
+        .build_cartesian_2d(0..100, 0..n * 10)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_labels(6)
+        .x_label_formatter(&|x| format!("{x}%"))
+        .y_labels(n as usize * 10)
+        .y_label_formatter(&|y| {
+            if y % 10 == 5 {
+                rows.get((y / 10) as usize).map(|(l, _)| l.to_string()).unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .label_style(("sans-serif", 12).into_font().color(&INK))
+        .axis_style(INK)
+        .draw()
+        .map_err(draw_err)?;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
+            let y = i as i32 * 10;
+            Rectangle::new([(0, y + 2), (*v, y + 8)], STEPS.filled())
+        }))
+        .map_err(draw_err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +216,8 @@ mod tests {
         f.cues.insert("missed_callback".into(), 2);
         f.by_day.insert("2026-11-23".parse().unwrap(), (3, 1));
         f.by_day.insert("2026-11-24".parse().unwrap(), (2, 0));
+        f.checklist.conversations = 4;
+        f.checklist.done = [3, 2, 2, 4, 1, 3];
         let png = render(&f, "Daily coaching digest").unwrap();
         if let Ok(path) = std::env::var("BACKSTOP_CHART_OUT") {
             std::fs::write(path, &png).unwrap();

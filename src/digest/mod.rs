@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp, ToSpan};
 
 pub use chart::{render as chart, ChartError};
 
-use crate::engine::RecoveryStep;
+use crate::checklist::ChecklistRates;
 use crate::report::RuleRow;
 use crate::store::records::DigestNudge;
 use crate::store::{PromiseState, StoredChecklist, StoredPromise};
@@ -126,48 +126,6 @@ pub struct Period {
 
 /// The nudge-log kind of a cue the agent recovered before any nudge (logged, never delivered).
 pub const RECOVERED_UNPROMPTED: &str = "recovered_unprompted";
-
-/// How often the recovery checklist's steps were done, over conversations with a failure cue
-/// that an agent answered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChecklistRates {
-    pub conversations: i64,
-    /// Conversations with each step done, in [`RecoveryStep::ALL`] order.
-    pub done: [i64; 6],
-}
-
-impl ChecklistRates {
-    pub fn add(&mut self, row: &StoredChecklist) {
-        self.conversations += 1;
-        for (n, done) in self.done.iter_mut().zip(row.done) {
-            *n += i64::from(done);
-        }
-    }
-
-    /// The share of conversations with `step` done, as a whole percentage.
-    pub fn percent(&self, step: RecoveryStep) -> Option<i64> {
-        (self.conversations > 0).then(|| (self.done[step as usize] * 100 + self.conversations / 2) / self.conversations)
-    }
-
-    /// "apologized 80% (▲5 pts) · …": each step's rate, with the change against `before` when
-    /// both periods had conversations.
-    pub fn line(&self, before: Option<&ChecklistRates>) -> String {
-        RecoveryStep::ALL
-            .into_iter()
-            .filter_map(|step| {
-                let now = self.percent(step)?;
-                let change = match before.and_then(|b| b.percent(step)).map(|was| now - was) {
-                    Some(0) => " (=)".to_string(),
-                    Some(d) if d > 0 => format!(" (▲{d} pts)"),
-                    Some(d) => format!(" (▼{} pts)", -d),
-                    None => String::new(),
-                };
-                Some(format!("{} {now}%{change}", step.describe()))
-            })
-            .collect::<Vec<_>>()
-            .join(" · ")
-    }
-}
 
 /// One agent's share of a period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -33,11 +33,18 @@ async fn figures(
         .digest_promises(guild.id, from, to)
         .await
         .map_err(|e| e.to_string())?;
+    let checklists = handler
+        .store
+        .checklists(Some(guild.id), from, to)
+        .await
+        .map_err(|e| e.to_string())?;
     let tz = &guild.settings.schedule.time_zone;
-    Ok((
-        Figures::compute(now, &nudges, &promises, tz),
-        Figures::compute(before, &nudges, &promises, tz),
-    ))
+    let figures = |period| {
+        let mut f = Figures::compute(period, &nudges, &promises, tz);
+        f.count_checklists(period, &checklists);
+        f
+    };
+    Ok((figures(now), figures(before)))
 }
 
 /// Builds and posts the digest for the period ending at `slot`.
