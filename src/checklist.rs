@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(weeks, ["2026-11-16", "2026-11-23"]);
         assert_eq!(report.by_agent[&8].conversations, 1);
         let shown = report.to_string();
-        assert!(shown.contains("apologized                                67% (2/3)      100%       50%"), "{shown}");
+        assert!(shown.contains("apologized                              67% (2/3)      100%       50%"), "{shown}");
         assert!(shown.contains("conversations                                   3         1         2"), "{shown}");
         assert!(shown.contains("7                       2  100%  50%  100%  100%  50%  50%"), "{shown}");
     }

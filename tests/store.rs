@@ -11,7 +11,7 @@ use std::time::Duration;
 use backstop::engine::{Context, Step, UserId};
 use backstop::store::writer::{Write, Writer};
 use backstop::store::{
-    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, SentStep, ShardRange,
+    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, SentStep, ShardRange, StoredChecklist,
     StorageConfig, Store, StoreError,
 };
 use common::pg::TestDb;
@@ -241,6 +241,7 @@ both_backends! {
         forget_user_removes_one_user_only,
         purge_removes_old_logs_and_closed_promises,
         export_promises_as_json,
+        checklists_round_trip_by_period_and_guild,
     ],
     db: [
         reopening_keeps_data_and_migrations_are_idempotent,
@@ -762,6 +763,38 @@ async fn mutes_list_only_running_ones(store: Store) {
     );
 }
 
+/// A checklist row opened and last changed at `at`, with apologized and thanked done.
+fn checklist(guild: u64, conversation: u64, agent: Option<u64>, at: i64) -> StoredChecklist {
+    StoredChecklist {
+        conversation,
+        guild,
+        agent,
+        opened_at: at,
+        updated_at: at,
+        replies: 1,
+        done: [true, false, false, false, false, true],
+    }
+}
+
+async fn checklists_round_trip_by_period_and_guild(store: Store) {
+    let g = g();
+    let other = g + 1;
+    let first = checklist(g, 100, Some(10), T0);
+    store.save_checklist(&first).await.unwrap();
+    store.save_checklist(&checklist(other, 101, Some(11), T0)).await.unwrap();
+    store.save_checklist(&checklist(g, 102, None, T0 + DAY)).await.unwrap();
+    assert_eq!(store.checklists(Some(g), T0, T0 + 1).await.unwrap(), vec![first.clone()]);
+    assert_eq!(store.checklists(Some(g), 0, i64::MAX).await.unwrap().len(), 2);
+    assert_eq!(store.checklists(None, 0, i64::MAX).await.unwrap().len(), 3);
+    // A later change replaces the row: one row per conversation.
+    let mut later = first.clone();
+    later.replies = 3;
+    later.updated_at = T0 + HOUR;
+    later.done = [true; 6];
+    store.save_checklist(&later).await.unwrap();
+    assert_eq!(store.checklists(Some(g), T0, T0 + 1).await.unwrap(), vec![later]);
+}
+
 // PG: fails until the KNOWN BUG above is fixed (INT4 column read as i64).
 async fn forget_user_removes_one_user_only(store: Store) {
     let g = g();
@@ -777,6 +810,9 @@ async fn forget_user_removes_one_user_only(store: Store) {
         .unwrap();
     store.save_context(g, 100, &context("10", "42", T0), T0).await.unwrap();
     store.set_mute(g, 42, Some(T0 + DAY), T0).await.unwrap();
+    // Checklists: one where 42 is the customer (through conversation 100), one where 42 answered.
+    store.save_checklist(&checklist(g, 100, Some(10), T0)).await.unwrap();
+    store.save_checklist(&checklist(g, 300, Some(42), T0)).await.unwrap();
     // User 7: the same kinds of data.
     let p7 = store
         .insert_promise(&promise_at(g, 200, 7, Some(8), 3000, T0))
@@ -789,6 +825,7 @@ async fn forget_user_removes_one_user_only(store: Store) {
     assert!(store.feedback("4000:apology", true, 42, T0).await.unwrap());
     store.save_context(g, 200, &context("7", "8", T0), T0).await.unwrap();
     store.set_mute(g, 7, Some(T0 + DAY), T0).await.unwrap();
+    store.save_checklist(&checklist(g, 200, Some(7), T0)).await.unwrap();
 
     let gone = store.forget_user(42).await.unwrap();
     assert_eq!(
@@ -797,10 +834,13 @@ async fn forget_user_removes_one_user_only(store: Store) {
             promises: 1,
             nudges: 1,
             conversations: 1,
-            settings: 1
+            settings: 1,
+            checklists: 2,
         }
     );
-    assert_eq!(gone.total(), 4);
+    assert_eq!(gone.total(), 6);
+    let left = store.checklists(None, 0, i64::MAX).await.unwrap();
+    assert_eq!(left.iter().map(|c| c.conversation).collect::<Vec<_>>(), [200]);
 
     assert!(store.promise(p42).await.unwrap().is_none());
     assert!(store.context(100).await.unwrap().is_none());
@@ -851,15 +891,19 @@ async fn purge_removes_old_logs_and_closed_promises(store: Store) {
         .await
         .unwrap();
     store.save_context(g, 101, &context("10", "21", T0), T0).await.unwrap();
+    store.save_checklist(&checklist(g, 100, Some(10), old)).await.unwrap();
+    store.save_checklist(&checklist(g, 101, Some(10), T0)).await.unwrap();
 
     assert_eq!(
         store.purge(before).await.unwrap(),
         Purged {
             nudges: 1,
             promises: 1,
-            conversations: 1
+            conversations: 1,
+            checklists: 1,
         }
     );
+    assert_eq!(store.checklists(Some(g), 0, i64::MAX).await.unwrap().len(), 1);
     assert!(store.promise(closed_old).await.unwrap().is_none());
     assert_eq!(
         store.promise(open_old).await.unwrap().map(|p| p.state),

@@ -118,12 +118,13 @@ pub fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let gone = runtime.block_on(store.forget_user(args.user))?;
     runtime.block_on(store.close());
     println!(
-        "Forgot user {}: {} promises, {} nudge log entries, {} conversation contexts, {} settings ({} records) removed from {}.",
+        "Forgot user {}: {} promises, {} nudge log entries, {} conversation contexts, {} settings, {} recovery checklists ({} records) removed from {}.",
         args.user,
         gone.promises,
         gone.nudges,
         gone.conversations,
         gone.settings,
+        gone.checklists,
         gone.total(),
         store.place()
     );

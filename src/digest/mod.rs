@@ -531,4 +531,61 @@ mod tests {
         assert!(!shown.contains("<@7>"), "no per-agent lines unless opted in");
         assert!(text(&f, &Figures::default(), true, &[]).contains("<@7>: 3 · 1 · 4 · 1 · 2"));
     }
+
+    #[test]
+    fn the_checklist_line_gives_team_rates_with_trends_and_each_agent_their_own() {
+        let period = Period {
+            start: ts("2026-11-23T00:00:00Z"),
+            end: ts("2026-11-30T00:00:00Z"),
+        };
+        let previous = Period {
+            start: ts("2026-11-16T00:00:00Z"),
+            end: ts("2026-11-23T00:00:00Z"),
+        };
+        let row = |agent: u64, opened: &str, replies: i64, done: [bool; 6]| StoredChecklist {
+            conversation: 1,
+            guild: 1,
+            agent: Some(agent),
+            opened_at: ts(opened).as_millisecond(),
+            updated_at: 0,
+            replies,
+            done,
+        };
+        let rows = [
+            row(7, "2026-11-24T09:00:00Z", 2, [true, true, true, true, true, true]),
+            row(7, "2026-11-25T09:00:00Z", 1, [true, false, true, false, false, true]),
+            row(8, "2026-11-26T09:00:00Z", 1, [false, false, false, true, true, false]),
+            row(8, "2026-11-26T10:00:00Z", 4, [true, false, false, true, false, false]),
+            // Not answered yet: nothing to judge.
+            row(8, "2026-11-27T10:00:00Z", 0, [false; 6]),
+            // The period before.
+            row(7, "2026-11-17T09:00:00Z", 1, [true, true, false, true, false, false]),
+            row(8, "2026-11-18T09:00:00Z", 1, [false, false, false, false, false, false]),
+        ];
+        let mut now = Figures::default();
+        now.count_checklists(period, &rows);
+        let mut before = Figures::default();
+        before.count_checklists(previous, &rows);
+        assert_eq!(now.checklist.conversations, 4);
+        assert_eq!(now.checklist.done, [3, 1, 2, 3, 2, 2]);
+        assert_eq!(now.by_agent[&7].checklist.done, [2, 1, 2, 1, 1, 2]);
+        let shown = text(&now, &before, false, &[]);
+        assert!(
+            shown.contains(
+                "**Recovery checklist** (4 conversations with a failure cue): apologized 75% (▲25 pts) · \
+                 apologized for the failure by name 25% (▼25 pts) · apologized before explaining 50% (▲50 pts) · \
+                 owned it before asking for details 75% (▲25 pts) · said what happens next and when 50% (▲50 pts) · \
+                 thanked the customer 50% (▲50 pts)"
+            ),
+            "{shown}"
+        );
+        let mine = agent_text(7, &now);
+        assert!(
+            mine.contains("Recovery checklist over your 2 conversations with a failure cue: apologized 100% · apologized for the failure by name 50%"),
+            "{mine}"
+        );
+        assert!(mine.contains("Team: apologized 75%"), "{mine}");
+        // No checklist in the period: no line.
+        assert!(!text(&Figures::default(), &before, false, &[]).contains("Recovery checklist"));
+    }
 }

@@ -344,11 +344,12 @@ async fn housekeeping(handler: Arc<Handler>, mut stop: stop::Stop) {
         if let (0, Some(days)) = (round % PURGE_EVERY, handler.config.storage.retention_days) {
             let before = now.as_millisecond() - i64::from(days) * 86_400_000;
             match handler.store.purge(before).await {
-                Ok(p) if p.nudges + p.promises + p.conversations > 0 => {
+                Ok(p) if p.nudges + p.promises + p.conversations + p.checklists > 0 => {
                     tracing::info!(
                         nudges = p.nudges,
                         promises = p.promises,
                         conversations = p.conversations,
+                        checklists = p.checklists,
                         days,
                         "retention purge"
                     )
