@@ -75,6 +75,14 @@ id = "next"
 kind = "handoff"
 category = "next"
 phrases = ["they'll"]
+[[rule]]
+id = "ships"
+kind = "next_step"
+phrases = ["(it | a replacement) ships"]
+[[rule]]
+id = "thanks"
+kind = "gratitude"
+phrases = ["thanks"]
 "#;
 
 const PHRASES: &str = r#"
@@ -831,4 +839,69 @@ fn a_handoff_briefs_the_named_agent_now() {
     c.say("c2", "ana", Role::Agent, "Hi", "11:00");
     assert!(e.handoff("c2", "ana", "ben", t("11:01")).is_none());
     assert!(e.handoff("unknown", "ana", "ben", t("11:01")).is_none());
+}
+
+fn read(engine: &Engine, who: &str, role: Role, text: &str, at: &str, line: u64) -> Reading {
+    engine.read(
+        &Message {
+            conversation: "c1",
+            author: who,
+            role,
+            text,
+            at: t(at),
+            source: MessageRef(line),
+        },
+        false,
+    )
+}
+
+#[test]
+fn the_checklist_opens_on_a_cue_and_follows_the_replies() {
+    let e = engine();
+    // Before any cue there is no checklist to judge.
+    assert_eq!(read(&e, "ana", Role::Agent, "thanks for waiting", "09:00", 1).checklist, None);
+    assert_eq!(read(&e, "cust", Role::Customer, "I haven't received my parcel", "09:01", 2).checklist, None);
+    let first = read(&e, "ana", Role::Agent, "what's your order number?", "09:02", 3)
+        .checklist
+        .expect("the first reply is judged");
+    assert_eq!(first.agent.as_ref().map(UserId::as_str), Some("ana"));
+    assert!(first.steps_done().is_empty(), "details before ownership: {first:?}");
+    let second = read(&e, "bo", Role::Agent, "the courier lost it, sorry about the parcel", "09:05", 4)
+        .checklist
+        .expect("changed");
+    assert_eq!(
+        second.steps_done(),
+        vec![RecoveryStep::Apologized, RecoveryStep::Specific],
+        "the excuse came first"
+    );
+    // Only a time makes a next step.
+    let untimed = read(&e, "bo", Role::Agent, "a replacement ships", "09:06", 5).checklist.unwrap();
+    assert_eq!(untimed.steps_done(), second.steps_done());
+    let last = read(&e, "bo", Role::Agent, "a replacement ships tomorrow, thanks", "09:07", 6)
+        .checklist
+        .expect("changed");
+    assert!(last.done(RecoveryStep::NextStep) && last.done(RecoveryStep::Thanked));
+    assert_eq!((last.replies, last.agent.as_ref().map(UserId::as_str)), (4, Some("ana")));
+    // The checklist is part of the stored context, so a restart keeps it.
+    assert_eq!(e.context("c1").and_then(|c| c.checklist), Some(last));
+}
+
+#[test]
+fn an_apology_before_the_excuse_and_ownership_before_details_tick_both_order_steps() {
+    let e = engine();
+    read(&e, "cust", Role::Customer, "still waiting on my refund", "10:00", 1);
+    let c = read(&e, "ana", Role::Agent, "so sorry about the wait, I'll sort it. what's your email?", "10:01", 2)
+        .checklist
+        .unwrap();
+    assert_eq!(
+        c.steps_done(),
+        vec![
+            RecoveryStep::Apologized,
+            RecoveryStep::Specific,
+            RecoveryStep::BeforeExplaining,
+            RecoveryStep::OwnedFirst
+        ]
+    );
+    let later = read(&e, "ana", Role::Agent, "the courier was late, sorry", "10:02", 3).checklist.unwrap();
+    assert_eq!(later.steps_done(), c.steps_done(), "an excuse after the apology undoes nothing");
 }
