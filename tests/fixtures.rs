@@ -25,6 +25,12 @@ const NEW_MOMENTS: [&str; 3] = ["details_before_ownership", "generic_apology", "
 const NEW_MOMENT_FLOOR: f64 = 0.75;
 const NEW_MOMENT_HOLD_OUT_PRECISION: f64 = 0.6;
 
+/// The recovery checklist, judged per step over `checklist.jsonl`'s conversations: a regression
+/// guard at the figures measured when it landed. Most misses there are failure cues the rules do
+/// not see, which leave the whole checklist unopened.
+const CHECKLIST_FLOOR: f64 = 0.7;
+const CHECKLIST_HOLD_OUT_PRECISION: f64 = 0.6;
+
 fn is_new_moment(kind: &str) -> bool {
     NEW_MOMENTS.iter().any(|m| kind.ends_with(m))
 }
@@ -51,7 +57,11 @@ fn score_dir(dir: &str) -> (Evaluation, usize) {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         // `evaluate` replays each file on a fresh engine sharing the compiled rules.
         let e = evaluate(&engine, &name, &text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        for (part, s) in [("detection", &e.detections), ("nudge", &e.nudges)] {
+        for (part, s) in [
+            ("detection", &e.detections),
+            ("nudge", &e.nudges),
+            ("checklist", &e.checklist.as_score()),
+        ] {
             for m in &s.misses {
                 println!(
                     "{part} miss   {name}:{} {} | {}",
@@ -73,11 +83,12 @@ fn score_dir(dir: &str) -> (Evaluation, usize) {
         total.merge(e);
     }
     println!(
-        "\n{} conversations in {} files\ndetections\n{}\nnudges\n{}",
+        "\n{} conversations in {} files\ndetections\n{}\nnudges\n{}\nrecovery checklist\n{}",
         conversations.len(),
         files.len(),
         total.detections,
-        total.nudges
+        total.nudges,
+        total.checklist
     );
     (total, conversations.len())
 }
@@ -106,6 +117,31 @@ fn precision_and_recall_per_kind_meet_the_floor() {
                 c.recall()
             );
         });
+    }
+}
+
+#[test]
+fn the_recovery_checklist_is_judged_step_by_step() {
+    let (total, _) = score_dir("tests/fixtures");
+    let c = &total.checklist;
+    assert!(c.conversations >= 15, "checklist conversations: {}", c.conversations);
+    assert_eq!(c.by_step.len(), 6, "every step is scored");
+    for (step, counts) in &c.by_step {
+        assert!(counts.true_pos + counts.false_neg > 0, "{step}: no labelled example");
+        assert!(
+            counts.f1() >= CHECKLIST_FLOOR,
+            "{step}: precision {:.3}, recall {:.3} (F1 floor {CHECKLIST_FLOOR})",
+            counts.precision(),
+            counts.recall()
+        );
+    }
+    let (blind, _) = score_dir("tests/holdout");
+    for (step, counts) in &blind.checklist.by_step {
+        assert!(
+            counts.precision() >= CHECKLIST_HOLD_OUT_PRECISION,
+            "{step}: precision {:.3} on the hold-out",
+            counts.precision()
+        );
     }
 }
 

@@ -224,7 +224,9 @@ impl Featurizer {
             }
         }
         if only.is_none() {
-            for hit in hits {
+            // The checklist's record-keeping kinds are not evidence for a detection: leaving them
+            // out means tuning the checklist never moves what the models fire on.
+            for hit in hits.iter().filter(|h| !rules.rule(h.rule).kind.is_record_keeping()) {
                 let rule = rules.rule(hit.rule);
                 f.add(fnv(SEED_RULE, rule.id.as_bytes()), || format!("r:{}", rule.id));
                 let kind = format!("{:?}", rule.kind);

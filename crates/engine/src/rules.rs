@@ -88,6 +88,12 @@ impl RuleKind {
         }
     }
 
+    /// Kinds that only feed the recovery checklist (not a detection of their own), so the learned
+    /// layer does not read them.
+    pub fn is_record_keeping(self) -> bool {
+        matches!(self, RuleKind::NextStep | RuleKind::Gratitude)
+    }
+
     /// Kinds whose matches in a question ("did the courier call you?") do not count: a question is
     /// not an excuse, and "shall I call you back?" is an offer, not a promise.
     fn ignores_questions(self) -> bool {
