@@ -16,7 +16,8 @@ pub struct Outcome {
     pub detections: Vec<Detection>,
     /// Recovery checklists as messages changed them: (conversation, line, checklist after it).
     pub checklists: Vec<(String, u64, Checklist)>,
-    /// Nudges that reached an agent when they started typing, before their reply was sent.
+    /// Nudges that reached an agent when they started typing, before their reply was sent: in
+    /// one message's outcome, the first `before_reply` of `nudges`.
     pub before_reply: usize,
 }
 
@@ -56,8 +57,8 @@ impl<'e> Replay<'e> {
         self.clock
     }
 
-    /// Feeds the message read from input line `line`; returns the reminders that fell due before
-    /// it, then the nudges it caused, and its detections.
+    /// Feeds the message read from input line `line`; returns what its typing lead handed the
+    /// agent, the reminders that fell due before it, then the nudges it caused, and its detections.
     pub fn feed(&mut self, line: u64, record: &Record) -> Outcome {
         let at = self.clock.map_or(record.ts, |c| c.max(record.ts));
         let mut nudges = Vec::new();
@@ -65,10 +66,8 @@ impl<'e> Replay<'e> {
         if let Some(lead) = record.typing_ms.filter(|_| record.role == Role::Agent) {
             let started = record.ts - jiff::SignedDuration::from_millis(lead.min(i64::MAX as u64) as i64);
             let started = self.clock.map_or(started, |c| c.max(started)).min(at);
-            nudges.extend(self.engine.fire_due(started));
-            let typed = self.engine.typing(&record.conversation, &record.author, started);
-            before_reply = typed.len();
-            nudges.extend(typed);
+            nudges = self.engine.typing(&record.conversation, &record.author, started);
+            before_reply = nudges.len();
         }
         self.clock = Some(at);
         nudges.extend(self.engine.fire_due(at));

@@ -418,8 +418,15 @@ fn demo_plays_a_day_through_the_real_bot_offline() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("↳ DM to agent-"), "nudges are shown as DMs to agents");
     assert!(text.contains("buttons: Helpful · Not helpful"));
-    let summary = text.lines().last().unwrap();
+    let mut tail = text.lines().rev();
+    let (timing, summary) = (tail.next().unwrap(), tail.next().unwrap());
     assert!(summary.starts_with("254 messages played;"), "{summary}");
+    // The example day types before every agent reply, so every cue nudge and brief lands first.
+    let counts: Vec<usize> = timing.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert!(
+        timing.ends_with("reached the agent before their reply") && counts.len() == 2 && counts[0] == counts[1] && counts[0] >= 25,
+        "{timing}"
+    );
     for kind in [
         "prior_failure",
         "follow_up_promised",
@@ -430,6 +437,36 @@ fn demo_plays_a_day_through_the_real_bot_offline() {
     ] {
         assert!(summary.contains(kind), "{kind} missing from {summary}");
     }
+}
+
+#[test]
+fn a_typing_lead_hands_a_waiting_cue_to_the_agent_before_their_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let day = dir.path().join("typing.jsonl");
+    fs::write(
+        &day,
+        r#"{"conversation": "c1", "author": "cust-1", "role": "customer", "text": "I still haven't received my order", "ts": "2026-03-02T09:00:00Z"}
+{"conversation": "c1", "author": "agent-1", "role": "agent", "text": "Let me look.", "ts": "2026-03-02T09:02:00Z", "typing_ms": 30000}
+"#,
+    )
+    .unwrap();
+    let out = backstop().args(["replay", "--json"]).arg(&day).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let nudges = nudges(&out.stdout);
+    let handed: Vec<&Value> = nudges.iter().filter(|n| n["agent"] == "agent-1").collect();
+    assert_eq!(handed.len(), 1, "{nudges:?}");
+    assert_eq!(handed[0]["kind"], "prior_failure");
+    assert_eq!(handed[0]["at"], "2026-03-02T09:01:30Z", "delivered when typing started");
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("1 reached the agent as they started typing, before their reply"), "{summary}");
+    // A negative lead is refused with the line and field.
+    fs::write(&day, r#"{"conversation": "c1", "author": "a", "role": "agent", "text": "hi", "ts": "2026-03-02T09:02:00Z", "typing_ms": -1}"#).unwrap();
+    backstop()
+        .args(["replay"])
+        .arg(&day)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 1: field `typing_ms`"));
 }
 
 /// A labelled transcript with one hit, one miss and one false alarm for `prior_failure`.

@@ -118,6 +118,25 @@ impl Cast {
     }
 }
 
+/// Where the played day stands, for telling nudges that reached an agent before their reply from
+/// those that came after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Phase {
+    #[default]
+    Waiting,
+    /// This agent (Discord id) is typing a reply.
+    Typing(u64),
+    /// This agent has just sent a reply.
+    Replied(u64),
+}
+
+/// Cue nudges and briefs counted by whether they arrived before the agent's reply.
+#[derive(Debug, Clone, Copy, Default)]
+struct Timing {
+    before: usize,
+    after: usize,
+}
+
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let records = parse_all(&text).with_context(|| format!("reading {}", args.file.display()))?;
@@ -128,13 +147,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let stand_in = StandIn::start(0, vec![cast.guild()]).await.context("starting the Discord stand-in")?;
         let counts: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        // Who has just sent a reply (their nudges from now on came after it) or is typing one.
+        let phase: Arc<Mutex<Phase>> = Arc::default();
+        let timing: Arc<Mutex<Timing>> = Arc::default();
         {
             let (probe, cast, counts) = (stand_in.probe(), cast.clone(), counts.clone());
+            let (phase, timing) = (phase.clone(), timing.clone());
             stand_in.watch(move |seen| {
                 let Seen::Request(r) = seen else { return };
                 let channel = r.path.strip_prefix("/channels/").and_then(|p| p.strip_suffix("/messages")).and_then(|c| c.parse::<u64>().ok());
                 let Some(channel) = channel.filter(|_| r.method == "POST" && r.status == 200) else { return };
-                let to = match (probe.dm_recipient(channel), probe.is_created_thread(channel), channel == COACHING) {
+                let recipient = probe.dm_recipient(channel);
+                let to = match (recipient, probe.is_created_thread(channel), channel == COACHING) {
                     (Some(user), _, _) => format!("DM to {}", cast.name_of(user)),
                     (_, true, _) => "coaching thread".to_string(),
                     (_, _, true) => "#coaching (team)".to_string(),
@@ -144,6 +168,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 let kind = embed["footer"]["text"].as_str().unwrap_or("").split(" · ").next().unwrap_or("").to_string();
                 let buttons: Vec<&str> = r.body["components"][0]["components"].as_array().map(|b| b.iter().filter_map(|b| b["label"].as_str()).collect()).unwrap_or_default();
                 println!("        ↳ {to}: {} [{}]{}", embed["title"].as_str().unwrap_or(""), if kind.is_empty() { "escalation" } else { &kind }, if buttons.is_empty() { String::new() } else { format!("  buttons: {}", buttons.join(" · ")) });
+                if kind == "prior_failure" || kind == "handoff_brief" {
+                    let after = *phase.lock().unwrap_or_else(|e| e.into_inner()) == Phase::Replied(recipient.unwrap_or(0));
+                    let mut t = timing.lock().unwrap_or_else(|e| e.into_inner());
+                    if after { t.after += 1 } else { t.before += 1 }
+                }
                 *counts.lock().unwrap_or_else(|e| e.into_inner()).entry(if kind.is_empty() { "escalation".into() } else { kind }).or_default() += 1;
             });
         }
@@ -161,6 +190,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         stand_in.wait_until(Duration::from_secs(15), |r| r.iter().any(|r| r.path.ends_with("/commands"))).await;
         println!("Backstop demo: {} messages from {} on a local Discord stand-in at {}\n", records.len(), args.file.display(), stand_in.url());
         let mut previous = first;
+        let mut previous_sent = first;
         for (_, r) in &records {
             if args.speed > 0.0 {
                 let gap = (r.ts - previous).total(jiff::Unit::Second).unwrap_or(0.0).max(0.0) / args.speed;
@@ -171,13 +201,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let roles: Vec<u64> = if role == Role::Agent { vec![AGENT_ROLE] } else { vec![] };
             let thread = cast.threads[&r.conversation];
             println!("{} [{}] {}{}: {}", r.ts.strftime("%H:%M"), r.conversation, name, if role == Role::Agent { " (agent)" } else { "" }, r.text.replace('\n', " "));
-            clock.advance_to(r.ts);
-            if role == Role::Agent {
-                // Agents type before they send: a cue nobody has answered yet reaches them now.
-                let typing = json!({"channel_id": thread.to_string(), "guild_id": GUILD.to_string(), "user_id": id.to_string(), "timestamp": r.ts.as_second()});
+            if let Some(lead) = r.typing_ms.filter(|_| role == Role::Agent) {
+                // The agent starts typing before they send: a cue nobody has answered yet, or the
+                // brief on a conversation they take over, reaches them now.
+                let started = r.ts - jiff::SignedDuration::from_millis(lead.min(3_600_000) as i64);
+                clock.advance_to(started.max(previous_sent));
+                *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Typing(id);
+                let typing = json!({"channel_id": thread.to_string(), "guild_id": GUILD.to_string(), "user_id": id.to_string(), "timestamp": started.as_second()});
                 stand_in.dispatch("TYPING_START", typing);
-                tokio::time::sleep(Duration::from_millis(15)).await;
+                tokio::time::sleep(Duration::from_millis(40)).await;
             }
+            clock.advance_to(r.ts);
+            previous_sent = r.ts;
+            *phase.lock().unwrap_or_else(|e| e.into_inner()) = if role == Role::Agent { Phase::Replied(id) } else { Phase::Waiting };
             let message = message_json(stand_in.snowflake(), thread, Some(GUILD), user_json(id, &name, false), Some(&roles), &r.text, &r.ts.to_string(), json!({}));
             stand_in.dispatch("MESSAGE_CREATE", message);
             // Let the bot read it before the next one, so output stays in order.
@@ -190,6 +226,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let total: usize = counts.values().sum();
         let by_kind: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
         println!("\n{} messages played; {total} private nudges delivered ({})", records.len(), by_kind.join(", "));
+        let timing = *timing.lock().unwrap_or_else(|e| e.into_inner());
+        println!(
+            "{} of {} prior-failure nudges and hand-off briefs reached the agent before their reply",
+            timing.before,
+            timing.before + timing.after
+        );
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

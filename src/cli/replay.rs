@@ -106,6 +106,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut replay = Replay::new(&engine);
     let mut counts: BTreeMap<NudgeKind, usize> = BTreeMap::new();
     let (mut messages, mut invalid, mut detections, mut held) = (0u64, 0u64, 0u64, 0u64);
+    let mut before_reply = 0usize;
     let mut reader = BufReader::new(input);
     let mut raw = Vec::new();
     let mut line_no = 0u64;
@@ -145,7 +146,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         };
         messages += 1;
         let outcome = replay.feed(line_no, &record);
-        for nudge in &outcome.nudges {
+        // Cue nudges handed to an agent as they start typing were already counted (unaddressed)
+        // when the cue arrived; they are printed again, addressed, and counted apart.
+        let mut claimed: BTreeMap<NudgeKind, usize> = BTreeMap::new();
+        for (i, nudge) in outcome.nudges.iter().enumerate() {
+            let counts = if i < outcome.before_reply { &mut claimed } else { &mut counts };
             let why = args
                 .explain
                 .then(|| {
@@ -156,8 +161,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                         .map(explanation)
                 })
                 .flatten();
-            emit(&mut out, nudge, args.json, &mut counts, why)?;
+            emit(&mut out, nudge, args.json, counts, why)?;
         }
+        before_reply += outcome.before_reply;
         detections += outcome.detections.len() as u64;
         for d in outcome.detections.iter().filter(|d| d.suppressed.is_some()) {
             held += 1;
@@ -180,6 +186,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     );
     if invalid > 0 {
         summary.push_str(&format!(", {invalid} invalid lines skipped"));
+    }
+    if before_reply > 0 {
+        summary.push_str(&format!(
+            ", {before_reply} reached the agent as they started typing, before their reply"
+        ));
     }
     let by_kind: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
     if !by_kind.is_empty() {
