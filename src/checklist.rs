@@ -29,6 +29,12 @@ impl ChecklistRates {
         }
     }
 
+    /// "1 conversation with a failure cue", "4 conversations with a failure cue".
+    pub fn counted(&self) -> String {
+        let s = if self.conversations == 1 { "" } else { "s" };
+        format!("{} conversation{s} with a failure cue", self.conversations)
+    }
+
     /// The share of conversations with `step` done, as a whole percentage.
     pub fn percent(&self, step: RecoveryStep) -> Option<i64> {
         (self.conversations > 0).then(|| (self.done[step as usize] * 100 + self.conversations / 2) / self.conversations)

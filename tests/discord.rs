@@ -1179,6 +1179,16 @@ async fn the_daily_digest_is_posted_with_its_chart_and_the_right_numbers() {
         "{text}"
     );
     assert!(text.contains("cue to the apology:** 4 min"), "{text}");
+    // The checklist: a specific apology first, owned, a timed next step, but no thanks.
+    assert!(
+        text.contains(
+            "**Recovery checklist** (1 conversation with a failure cue): apologized 100% · \
+             apologized for the failure by name 100% · apologized before explaining 100% · \
+             owned it before asking for details 100% · said what happens next and when 100% · \
+             thanked the customer 0%"
+        ),
+        "{text}"
+    );
     assert!(
         !text.contains("<@"),
         "no per-agent figures unless the guild opts in: {text}"
@@ -1200,6 +1210,10 @@ async fn the_daily_digest_is_posted_with_its_chart_and_the_right_numbers() {
         .await;
     let mine = me["data"]["content"].as_str().unwrap();
     assert!(mine.contains("Promises made: 1 · kept on time: 1"), "{mine}");
+    assert!(
+        mine.contains("Recovery checklist over your 1 conversation with a failure cue: apologized 100%"),
+        "{mine}"
+    );
     assert_eq!(me["data"]["flags"], 64, "ephemeral");
     s.clock.advance_to("2026-11-23T17:30:00Z".parse().unwrap());
     s.settle().await;

@@ -161,10 +161,7 @@ fn cues<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, f: &
 
 fn checklist<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, f: &Figures) -> Result<(), ChartError> {
     let rates = &f.checklist;
-    let caption = format!(
-        "Recovery checklist: % of {} conversations with a failure cue",
-        rates.conversations
-    );
+    let caption = format!("Recovery checklist: % of {}", rates.counted());
     // The first step on top: rows are drawn from the bottom up.
     let rows: Vec<(&str, i32)> = crate::engine::RecoveryStep::ALL
         .into_iter()

@@ -336,8 +336,8 @@ pub fn text(now: &Figures, before: &Figures, per_agent: bool, noisy: &[RuleRow])
     if now.checklist.conversations > 0 {
         let _ = writeln!(
             out,
-            "**Recovery checklist** ({} conversations with a failure cue): {}",
-            now.checklist.conversations,
+            "**Recovery checklist** ({}): {}",
+            now.checklist.counted(),
             now.checklist.line(Some(&before.checklist))
         );
     }
@@ -387,8 +387,8 @@ pub fn agent_text(agent: u64, now: &Figures) -> String {
     let a = now.by_agent.get(&agent).cloned().unwrap_or_default();
     let checklist = if a.checklist.conversations > 0 {
         format!(
-            "\nRecovery checklist over your {} conversations with a failure cue: {}\nTeam: {}",
-            a.checklist.conversations,
+            "\nRecovery checklist over your {}: {}\nTeam: {}",
+            a.checklist.counted(),
             a.checklist.line(None),
             now.checklist.line(None)
         )
