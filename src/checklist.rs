@@ -88,15 +88,26 @@ impl ChecklistReport {
     }
 
     /// The report over checklists opened since `since` (Unix ms), for one guild or all.
-    pub async fn load(store: &Store, since: i64, guild: Option<u64>, tz: &TimeZone) -> Result<ChecklistReport, StoreError> {
-        Ok(ChecklistReport::of(&store.checklists(guild, since, i64::MAX).await?, tz))
+    pub async fn load(
+        store: &Store,
+        since: i64,
+        guild: Option<u64>,
+        tz: &TimeZone,
+    ) -> Result<ChecklistReport, StoreError> {
+        Ok(ChecklistReport::of(
+            &store.checklists(guild, since, i64::MAX).await?,
+            tz,
+        ))
     }
 }
 
 impl fmt::Display for ChecklistReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.total.conversations == 0 {
-            return writeln!(f, "No conversation with a failure cue has had an agent reply in this period.");
+            return writeln!(
+                f,
+                "No conversation with a failure cue has had an agent reply in this period."
+            );
         }
         let weeks: Vec<(&Date, &ChecklistRates)> = self.by_week.iter().rev().take(4).rev().collect();
         write!(f, "{:<36} {:>12}", "step", "all")?;
@@ -104,11 +115,15 @@ impl fmt::Display for ChecklistReport {
             write!(f, " {:>9}", week.strftime("wk %-d %b").to_string())?;
         }
         writeln!(f)?;
-        let cell = |r: &ChecklistRates, step: RecoveryStep| {
-            r.percent(step).map_or("-".to_string(), |p| format!("{p}%"))
-        };
+        let cell =
+            |r: &ChecklistRates, step: RecoveryStep| r.percent(step).map_or("-".to_string(), |p| format!("{p}%"));
         for step in RecoveryStep::ALL {
-            let all = format!("{} ({}/{})", cell(&self.total, step), self.total.done[step as usize], self.total.conversations);
+            let all = format!(
+                "{} ({}/{})",
+                cell(&self.total, step),
+                self.total.done[step as usize],
+                self.total.conversations
+            );
             write!(f, "{:<36} {all:>12}", step.describe())?;
             for (_, rates) in &weeks {
                 write!(f, " {:>9}", cell(rates, step))?;
@@ -151,15 +166,38 @@ mod tests {
     fn rates_round_and_compare_in_points() {
         let mut now = ChecklistRates::default();
         let mut before = ChecklistRates::default();
-        now.add(&row(7, "2026-11-23T09:00:00Z", 1, [true, true, true, false, false, false]));
-        now.add(&row(7, "2026-11-23T10:00:00Z", 1, [true, false, false, false, false, true]));
-        now.add(&row(8, "2026-11-23T11:00:00Z", 2, [false, false, false, true, false, false]));
-        before.add(&row(7, "2026-11-16T09:00:00Z", 1, [true, false, false, false, false, false]));
+        now.add(&row(
+            7,
+            "2026-11-23T09:00:00Z",
+            1,
+            [true, true, true, false, false, false],
+        ));
+        now.add(&row(
+            7,
+            "2026-11-23T10:00:00Z",
+            1,
+            [true, false, false, false, false, true],
+        ));
+        now.add(&row(
+            8,
+            "2026-11-23T11:00:00Z",
+            2,
+            [false, false, false, true, false, false],
+        ));
+        before.add(&row(
+            7,
+            "2026-11-16T09:00:00Z",
+            1,
+            [true, false, false, false, false, false],
+        ));
         assert_eq!(now.percent(RecoveryStep::Apologized), Some(67));
         assert_eq!(now.percent(RecoveryStep::NextStep), Some(0));
         assert_eq!(ChecklistRates::default().percent(RecoveryStep::Apologized), None);
         let line = now.line(Some(&before));
-        assert!(line.starts_with("apologized 67% (▼33 pts) · apologized for the failure by name 33% (▲33 pts)"), "{line}");
+        assert!(
+            line.starts_with("apologized 67% (▼33 pts) · apologized for the failure by name 33% (▲33 pts)"),
+            "{line}"
+        );
         assert!(line.ends_with("thanked the customer 33% (▲33 pts)"), "{line}");
     }
 
@@ -178,8 +216,17 @@ mod tests {
         assert_eq!(weeks, ["2026-11-16", "2026-11-23"]);
         assert_eq!(report.by_agent[&8].conversations, 1);
         let shown = report.to_string();
-        assert!(shown.contains("apologized                              67% (2/3)      100%       50%"), "{shown}");
-        assert!(shown.contains("conversations                                   3         1         2"), "{shown}");
-        assert!(shown.contains("7                       2  100%  50%  100%  100%  50%  50%"), "{shown}");
+        assert!(
+            shown.contains("apologized                              67% (2/3)      100%       50%"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("conversations                                   3         1         2"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("7                       2  100%  50%  100%  100%  50%  50%"),
+            "{shown}"
+        );
     }
 }

@@ -424,7 +424,10 @@ fn demo_plays_a_day_through_the_real_bot_offline() {
     // The example day types before every agent reply, so every cue nudge and brief lands first.
     let counts: Vec<usize> = timing.split(' ').filter_map(|w| w.parse().ok()).collect();
     assert!(
-        timing.ends_with("reached the agent before their reply") && counts.len() == 2 && counts[0] == counts[1] && counts[0] >= 25,
+        timing.ends_with("reached the agent before their reply")
+            && counts.len() == 2
+            && counts[0] == counts[1]
+            && counts[0] >= 25,
         "{timing}"
     );
     for kind in [
@@ -458,7 +461,10 @@ fn a_typing_lead_hands_a_waiting_cue_to_the_agent_before_their_reply() {
     assert_eq!(handed[0]["kind"], "prior_failure");
     assert_eq!(handed[0]["at"], "2026-03-02T09:01:30Z", "delivered when typing started");
     let summary = String::from_utf8_lossy(&out.stderr);
-    assert!(summary.contains("1 reached the agent as they started typing, before their reply"), "{summary}");
+    assert!(
+        summary.contains("1 reached the agent as they started typing, before their reply"),
+        "{summary}"
+    );
     // A negative lead is refused with the line and field.
     fs::write(&day, r#"{"conversation": "c1", "author": "a", "role": "agent", "text": "hi", "ts": "2026-03-02T09:02:00Z", "typing_ms": -1}"#).unwrap();
     backstop()

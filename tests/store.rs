@@ -11,8 +11,8 @@ use std::time::Duration;
 use backstop::engine::{Context, Step, UserId};
 use backstop::store::writer::{Write, Writer};
 use backstop::store::{
-    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, SentStep, ShardRange, StoredChecklist,
-    StorageConfig, Store, StoreError,
+    Forgotten, NewNudge, NewPromise, PromiseState, Purged, Reschedule, RuleFigures, SentStep, ShardRange,
+    StorageConfig, Store, StoreError, StoredChecklist,
 };
 use common::pg::TestDb;
 
@@ -781,9 +781,15 @@ async fn checklists_round_trip_by_period_and_guild(store: Store) {
     let other = g + 1;
     let first = checklist(g, 100, Some(10), T0);
     store.save_checklist(&first).await.unwrap();
-    store.save_checklist(&checklist(other, 101, Some(11), T0)).await.unwrap();
+    store
+        .save_checklist(&checklist(other, 101, Some(11), T0))
+        .await
+        .unwrap();
     store.save_checklist(&checklist(g, 102, None, T0 + DAY)).await.unwrap();
-    assert_eq!(store.checklists(Some(g), T0, T0 + 1).await.unwrap(), vec![first.clone()]);
+    assert_eq!(
+        store.checklists(Some(g), T0, T0 + 1).await.unwrap(),
+        vec![first.clone()]
+    );
     assert_eq!(store.checklists(Some(g), 0, i64::MAX).await.unwrap().len(), 2);
     assert_eq!(store.checklists(None, 0, i64::MAX).await.unwrap().len(), 3);
     // A later change replaces the row: one row per conversation.

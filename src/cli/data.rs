@@ -172,12 +172,21 @@ fn report_checklist(args: ReportArgs) -> anyhow::Result<ExitCode> {
             .map(|s| (s.as_str().to_string(), serde_json::json!(r.done[s as usize])))
             .collect::<serde_json::Map<_, _>>()
     };
-    println!("{}", serde_json::json!({"scope": "team", "conversations": report.total.conversations, "done": steps(&report.total)}));
+    println!(
+        "{}",
+        serde_json::json!({"scope": "team", "conversations": report.total.conversations, "done": steps(&report.total)})
+    );
     for (week, r) in &report.by_week {
-        println!("{}", serde_json::json!({"scope": "week", "week": week.to_string(), "conversations": r.conversations, "done": steps(r)}));
+        println!(
+            "{}",
+            serde_json::json!({"scope": "week", "week": week.to_string(), "conversations": r.conversations, "done": steps(r)})
+        );
     }
     for (agent, r) in &report.by_agent {
-        println!("{}", serde_json::json!({"scope": "agent", "agent": agent.to_string(), "conversations": r.conversations, "done": steps(r)}));
+        println!(
+            "{}",
+            serde_json::json!({"scope": "agent", "agent": agent.to_string(), "conversations": r.conversations, "done": steps(r)})
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -150,7 +150,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         // when the cue arrived; they are printed again, addressed, and counted apart.
         let mut claimed: BTreeMap<NudgeKind, usize> = BTreeMap::new();
         for (i, nudge) in outcome.nudges.iter().enumerate() {
-            let counts = if i < outcome.before_reply { &mut claimed } else { &mut counts };
+            let counts = if i < outcome.before_reply {
+                &mut claimed
+            } else {
+                &mut counts
+            };
             let why = args
                 .explain
                 .then(|| {

@@ -159,7 +159,10 @@ fn cues<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, f: &
     Ok(())
 }
 
-fn checklist<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, f: &Figures) -> Result<(), ChartError> {
+fn checklist<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    f: &Figures,
+) -> Result<(), ChartError> {
     let rates = &f.checklist;
     let caption = format!("Recovery checklist: % of {}", rates.counted());
     // The first step on top: rows are drawn from the bottom up.
@@ -184,7 +187,9 @@ fn checklist<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>,
         .y_labels(n as usize * 10)
         .y_label_formatter(&|y| {
             if y % 10 == 5 {
-                rows.get((y / 10) as usize).map(|(l, _)| l.to_string()).unwrap_or_default()
+                rows.get((y / 10) as usize)
+                    .map(|(l, _)| l.to_string())
+                    .unwrap_or_default()
             } else {
                 String::new()
             }

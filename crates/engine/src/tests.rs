@@ -859,29 +859,54 @@ fn read(engine: &Engine, who: &str, role: Role, text: &str, at: &str, line: u64)
 fn the_checklist_opens_on_a_cue_and_follows_the_replies() {
     let e = engine();
     // Before any cue there is no checklist to judge.
-    assert_eq!(read(&e, "ana", Role::Agent, "thanks for waiting", "09:00", 1).checklist, None);
-    assert_eq!(read(&e, "cust", Role::Customer, "I haven't received my parcel", "09:01", 2).checklist, None);
+    assert_eq!(
+        read(&e, "ana", Role::Agent, "thanks for waiting", "09:00", 1).checklist,
+        None
+    );
+    assert_eq!(
+        read(&e, "cust", Role::Customer, "I haven't received my parcel", "09:01", 2).checklist,
+        None
+    );
     let first = read(&e, "ana", Role::Agent, "what's your order number?", "09:02", 3)
         .checklist
         .expect("the first reply is judged");
     assert_eq!(first.agent.as_ref().map(UserId::as_str), Some("ana"));
     assert!(first.steps_done().is_empty(), "details before ownership: {first:?}");
-    let second = read(&e, "bo", Role::Agent, "the courier lost it, sorry about the parcel", "09:05", 4)
-        .checklist
-        .expect("changed");
+    let second = read(
+        &e,
+        "bo",
+        Role::Agent,
+        "the courier lost it, sorry about the parcel",
+        "09:05",
+        4,
+    )
+    .checklist
+    .expect("changed");
     assert_eq!(
         second.steps_done(),
         vec![RecoveryStep::Apologized, RecoveryStep::Specific],
         "the excuse came first"
     );
     // Only a time makes a next step.
-    let untimed = read(&e, "bo", Role::Agent, "a replacement ships", "09:06", 5).checklist.unwrap();
-    assert_eq!(untimed.steps_done(), second.steps_done());
-    let last = read(&e, "bo", Role::Agent, "a replacement ships tomorrow, thanks", "09:07", 6)
+    let untimed = read(&e, "bo", Role::Agent, "a replacement ships", "09:06", 5)
         .checklist
-        .expect("changed");
+        .unwrap();
+    assert_eq!(untimed.steps_done(), second.steps_done());
+    let last = read(
+        &e,
+        "bo",
+        Role::Agent,
+        "a replacement ships tomorrow, thanks",
+        "09:07",
+        6,
+    )
+    .checklist
+    .expect("changed");
     assert!(last.done(RecoveryStep::NextStep) && last.done(RecoveryStep::Thanked));
-    assert_eq!((last.replies, last.agent.as_ref().map(UserId::as_str)), (4, Some("ana")));
+    assert_eq!(
+        (last.replies, last.agent.as_ref().map(UserId::as_str)),
+        (4, Some("ana"))
+    );
     // The checklist is part of the stored context, so a restart keeps it.
     assert_eq!(e.context("c1").and_then(|c| c.checklist), Some(last));
 }
@@ -890,9 +915,16 @@ fn the_checklist_opens_on_a_cue_and_follows_the_replies() {
 fn an_apology_before_the_excuse_and_ownership_before_details_tick_both_order_steps() {
     let e = engine();
     read(&e, "cust", Role::Customer, "still waiting on my refund", "10:00", 1);
-    let c = read(&e, "ana", Role::Agent, "so sorry about the wait, I'll sort it. what's your email?", "10:01", 2)
-        .checklist
-        .unwrap();
+    let c = read(
+        &e,
+        "ana",
+        Role::Agent,
+        "so sorry about the wait, I'll sort it. what's your email?",
+        "10:01",
+        2,
+    )
+    .checklist
+    .unwrap();
     assert_eq!(
         c.steps_done(),
         vec![
@@ -902,6 +934,12 @@ fn an_apology_before_the_excuse_and_ownership_before_details_tick_both_order_ste
             RecoveryStep::OwnedFirst
         ]
     );
-    let later = read(&e, "ana", Role::Agent, "the courier was late, sorry", "10:02", 3).checklist.unwrap();
-    assert_eq!(later.steps_done(), c.steps_done(), "an excuse after the apology undoes nothing");
+    let later = read(&e, "ana", Role::Agent, "the courier was late, sorry", "10:02", 3)
+        .checklist
+        .unwrap();
+    assert_eq!(
+        later.steps_done(),
+        c.steps_done(),
+        "an excuse after the apology undoes nothing"
+    );
 }
