@@ -209,7 +209,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Typing(id);
                 let typing = json!({"channel_id": thread.to_string(), "guild_id": GUILD.to_string(), "user_id": id.to_string(), "timestamp": started.as_second()});
                 stand_in.dispatch("TYPING_START", typing);
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                // Time for the bot to read the typing and send what it holds before the message
+                // lands; the summary counts any that a slow machine still delivers after it.
+                tokio::time::sleep(Duration::from_millis(80)).await;
             }
             clock.advance_to(r.ts);
             previous_sent = r.ts;
