@@ -285,7 +285,12 @@ fn try_message(rules: &RuleSet, role: Role, text: &str) {
         for sentence in 0..tokens.sentences.len() {
             if let Some(time) = rules.timeframe(&prepared, &tokens, sentence) {
                 let vague = if time.is_vague() { " (vague: no real time)" } else { "" };
-                println!("{:<16} {:<44} \"{}\"", "time", format!("sentence {}{vague}", sentence + 1), time.words);
+                println!(
+                    "{:<16} {:<44} \"{}\"",
+                    "time",
+                    format!("sentence {}{vague}", sentence + 1),
+                    time.words
+                );
             }
         }
     }

@@ -308,7 +308,10 @@ impl Figures {
     /// to. Checklists no agent has answered yet are left out: they have nothing to judge.
     pub fn count_checklists(&mut self, period: Period, rows: &[StoredChecklist]) {
         let (start, end) = (period.start.as_millisecond(), period.end.as_millisecond());
-        for row in rows.iter().filter(|r| r.opened_at >= start && r.opened_at < end && r.replies > 0) {
+        for row in rows
+            .iter()
+            .filter(|r| r.opened_at >= start && r.opened_at < end && r.replies > 0)
+        {
             self.checklist.add(row);
             if let Some(agent) = row.agent {
                 self.by_agent.entry(agent).or_default().checklist.add(row);

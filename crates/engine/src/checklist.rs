@@ -231,7 +231,11 @@ mod tests {
         );
         assert_eq!(
             d.steps_done(),
-            vec![RecoveryStep::Apologized, RecoveryStep::BeforeExplaining, RecoveryStep::OwnedFirst]
+            vec![
+                RecoveryStep::Apologized,
+                RecoveryStep::BeforeExplaining,
+                RecoveryStep::OwnedFirst
+            ]
         );
     }
 

@@ -56,9 +56,9 @@ pub use text::Prepared;
 pub use timeframe::{Schedule, Timeframe};
 pub use tokens::{Sentence, Token, Tokens};
 
+use checklist::ReplyFacts;
 pub use state::{Context, Promise, PromiseChange, Step};
 use state::{Conversation, CueNote, Deadline, COOLED, STORY_CUES};
-use checklist::ReplyFacts;
 
 /// Longest excerpt of a message carried in a nudge.
 const QUOTE_CHARS: usize = 160;
