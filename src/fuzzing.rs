@@ -65,7 +65,11 @@ fn clear_problems(what: &str, p: &Problems) {
 fn deliver(engine: &Engine, nudges: &[Nudge]) {
     let schedule = &engine.settings().schedule;
     for nudge in nudges {
-        let _ = delivery::render(nudge, Some(delivery::jump_link(1, 2, serenity::all::MessageId::new(3))), schedule);
+        let _ = delivery::render(
+            nudge,
+            Some(delivery::jump_link(1, 2, serenity::all::MessageId::new(3))),
+            schedule,
+        );
         if let Some(due) = &nudge.due {
             let _ = format_due(due.at, schedule);
         }
@@ -80,7 +84,11 @@ pub fn transcript_line(data: &[u8]) {
     };
     for (i, line) in text.lines().enumerate() {
         if let Err(e) = transcript::parse_line(i as u64 + 1, line) {
-            assert!(!e.problem.trim().is_empty(), "line {}: rejected without a reason", e.line);
+            assert!(
+                !e.problem.trim().is_empty(),
+                "line {}: rejected without a reason",
+                e.line
+            );
             assert!(e.to_string().starts_with(&format!("line {}: ", i + 1)));
         }
     }
@@ -307,7 +315,12 @@ fn command(prompts: &Prompts, interaction: &serenity::all::Interaction) {
                     }
                 }
             }
-            let _ = cmd.data.options.iter().find(|o| o.name == "to").and_then(|o| o.value.as_user_id());
+            let _ = cmd
+                .data
+                .options
+                .iter()
+                .find(|o| o.name == "to")
+                .and_then(|o| o.value.as_user_id());
         }
         Interaction::Autocomplete(ac) => {
             let _ = commands::autocomplete(prompts, ac);

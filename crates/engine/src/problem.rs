@@ -82,7 +82,10 @@ pub fn toml_problem(file: &str, text: &str, err: &toml::de::Error) -> Problem {
         // character and its column.
         message = match err.span() {
             Some(span) => {
-                let column = text.get(..span.start).map_or(0, |t| t.chars().rev().take_while(|&c| c != '\n').count()) + 1;
+                let column = text
+                    .get(..span.start)
+                    .map_or(0, |t| t.chars().rev().take_while(|&c| c != '\n').count())
+                    + 1;
                 match text.get(span.start..).and_then(|t| t.chars().next()) {
                     Some(c) => format!("column {column}: {c:?} (U+{:04X}) is not allowed here", u32::from(c)),
                     None => format!("column {column}: the file ends too soon"),
@@ -107,6 +110,9 @@ mod tests {
         let problem = toml_problem("rules.toml", text, &err);
         assert_eq!(problem.line, Some(2));
         assert_eq!(problem.message, "column 7: '\\0' (U+0000) is not allowed here");
-        assert_eq!(problem.to_string(), "rules.toml:2: column 7: '\\0' (U+0000) is not allowed here");
+        assert_eq!(
+            problem.to_string(),
+            "rules.toml:2: column 7: '\\0' (U+0000) is not allowed here"
+        );
     }
 }
