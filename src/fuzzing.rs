@@ -20,8 +20,11 @@ use crate::engine::{
 use crate::replay::Replay;
 use crate::transcript;
 
+/// A fuzz target's body: it takes the fuzzer's raw input.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name, as `fuzz/fuzz_targets/` and the corpus folders call them.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("transcript_line", transcript_line),
     ("engine_message", engine_message),
     ("config_toml", config_toml),
