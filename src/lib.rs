@@ -24,6 +24,9 @@ pub mod discord;
 /// The pure coaching engine, a crate of its own (`crates/engine`).
 pub use backstop_engine as engine;
 pub mod eval;
+/// The fuzz targets' bodies (`fuzz/`), shared with `tests/fuzz_corpus.rs`.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod replay;
 pub mod report;
 pub mod store;

@@ -64,7 +64,11 @@ impl<'e> Replay<'e> {
         let mut nudges = Vec::new();
         let mut before_reply = 0;
         if let Some(lead) = record.typing_ms.filter(|_| record.role == Role::Agent) {
-            let started = record.ts - jiff::SignedDuration::from_millis(lead.min(i64::MAX as u64) as i64);
+            // A lead reaching before the earliest time there is started at that time.
+            let started = record
+                .ts
+                .checked_sub(jiff::SignedDuration::from_millis(lead.min(i64::MAX as u64) as i64))
+                .unwrap_or(Timestamp::MIN);
             let started = self.clock.map_or(started, |c| c.max(started)).min(at);
             nudges = self.engine.typing(&record.conversation, &record.author, started);
             before_reply = nudges.len();
@@ -121,4 +125,22 @@ pub fn replay_all<'a>(
     }
     out.nudges.extend(replay.finish(until));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Sources;
+    use crate::transcript::parse_line;
+
+    /// An agent who started typing longer ago than time goes back: this panicked (found while
+    /// writing the `transcript_line` fuzz target; its corpus keeps the line).
+    #[test]
+    fn a_typing_lead_before_the_earliest_time_starts_there() {
+        let engine = Sources::default().engine().unwrap();
+        let line = r#"{"conversation": "c", "author": "a", "role": "agent", "text": "hi", "ts": "-009999-01-02T02:00:00Z", "typing_ms": 99999999999}"#;
+        let record = parse_line(1, line).unwrap().unwrap();
+        let outcome = replay_all(&engine, [(1, &record)], None);
+        assert!(outcome.nudges.is_empty());
+    }
 }

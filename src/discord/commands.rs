@@ -243,8 +243,15 @@ async fn handoff(handler: &Handler, cmd: &CommandInteraction) -> String {
     }
 }
 
+/// How long `/coach mute duration:` pauses nudges: a positive duration of at most a week.
+pub(crate) fn mute_duration(text: &str) -> Option<jiff::SignedDuration> {
+    text.parse::<jiff::SignedDuration>()
+        .ok()
+        .filter(|d| d.is_positive() && *d <= jiff::SignedDuration::from_hours(24 * 7))
+}
+
 /// The subcommand a command was called with, and its options.
-fn subcommand<'a>(cmd: &'a CommandInteraction) -> Option<(&'a str, Vec<serenity::all::ResolvedOption<'a>>)> {
+pub(crate) fn subcommand<'a>(cmd: &'a CommandInteraction) -> Option<(&'a str, Vec<serenity::all::ResolvedOption<'a>>)> {
     cmd.data.options().into_iter().find_map(|o| match o.value {
         ResolvedValue::SubCommand(options) => Some((o.name, options)),
         // `/coach digest now` answers to "digest"; a group's only subcommand is implied.
@@ -349,8 +356,8 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                 ResolvedValue::String(s) => Some(s),
                 _ => None,
             });
-            match text.map(|t| t.parse::<jiff::SignedDuration>()) {
-                Some(Ok(d)) if d.is_positive() && d <= jiff::SignedDuration::from_hours(24 * 7) => {
+            match text.and_then(mute_duration) {
+                Some(d) => {
                     let until = now.checked_add(d).unwrap_or(now);
                     handler.mutes.insert((guild, me), until);
                     handler.writer.send(Write::Mute {
@@ -361,7 +368,7 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                     });
                     format!("Coaching nudges paused for {d:#}. Follow-up reminders still come: a promise is a promise.")
                 }
-                _ => "Give a duration between a minute and a week, like `30m` or `2h`.".into(),
+                None => "Give a duration between a minute and a week, like `30m` or `2h`.".into(),
             }
         }
         Some(("unmute", _)) => {

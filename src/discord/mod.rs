@@ -6,10 +6,10 @@
 //! that tests and the demo run against is its own crate, `backstop-stand-in`. State that must outlive the process goes
 //! to [`crate::store`].
 
-mod commands;
+pub(crate) mod commands;
 pub mod config;
-mod convert;
-mod delivery;
+pub(crate) mod convert;
+pub(crate) mod delivery;
 mod digests;
 mod handler;
 pub mod metrics;

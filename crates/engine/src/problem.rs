@@ -76,5 +76,43 @@ pub fn line_of(text: &str, offset: usize) -> usize {
 /// Turns a TOML parse error into a problem with its line.
 pub fn toml_problem(file: &str, text: &str, err: &toml::de::Error) -> Problem {
     let line = err.span().map(|s| line_of(text, s.start));
-    Problem::new(file, line, None, err.message().trim().to_string())
+    let mut message = err.message().trim().to_string();
+    if message.is_empty() {
+        // The toml crate gives some errors no words (a control character in a comment): name the
+        // character and its column.
+        message = match err.span() {
+            Some(span) => {
+                let column = text
+                    .get(..span.start)
+                    .map_or(0, |t| t.chars().rev().take_while(|&c| c != '\n').count())
+                    + 1;
+                match text.get(span.start..).and_then(|t| t.chars().next()) {
+                    Some(c) => format!("column {column}: {c:?} (U+{:04X}) is not allowed here", u32::from(c)),
+                    None => format!("column {column}: the file ends too soon"),
+                }
+            }
+            None => "not valid TOML".to_string(),
+        };
+    }
+    Problem::new(file, line, None, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing `config_toml`: the toml crate's error for a control character in a comment
+    /// has an empty message, which left the problem without words.
+    #[test]
+    fn a_toml_error_without_words_names_the_character() {
+        let text = "# rules\n# bad \0 here\n[[rule]]\n";
+        let err = toml::from_str::<toml::Value>(text).unwrap_err();
+        let problem = toml_problem("rules.toml", text, &err);
+        assert_eq!(problem.line, Some(2));
+        assert_eq!(problem.message, "column 7: '\\0' (U+0000) is not allowed here");
+        assert_eq!(
+            problem.to_string(),
+            "rules.toml:2: column 7: '\\0' (U+0000) is not allowed here"
+        );
+    }
 }
