@@ -18,11 +18,11 @@ use backstop::transcript::parse_all;
 const FLOOR: f64 = 0.9;
 
 /// The coaching moments added after the first three (`details_before_ownership`,
-/// `generic_apology`, `cold_transfer`) are held to lower floors until their rules reach the 0.9
-/// target: these guard against regressions at the figures measured when they landed (see the
-/// README's quality table), not a standard met.
+/// `generic_apology`, `cold_transfer`) are held to their target on the fixtures (precision 0.9,
+/// recall 0.85; this floor is the lower of the two) and, on the hold-out, to a lower precision
+/// that guards against regressions at the figures measured there (see the README).
 const NEW_MOMENTS: [&str; 3] = ["details_before_ownership", "generic_apology", "cold_transfer"];
-const NEW_MOMENT_FLOOR: f64 = 0.75;
+const NEW_MOMENT_FLOOR: f64 = 0.85;
 const NEW_MOMENT_HOLD_OUT_PRECISION: f64 = 0.6;
 
 /// The recovery checklist, judged per step over `checklist.jsonl`'s conversations: a regression
@@ -110,8 +110,9 @@ fn precision_and_recall_per_kind_meet_the_floor() {
         each_kind(score, part, |kind, c| {
             assert!(c.true_pos + c.false_neg > 0, "{kind}: no labelled examples");
             let floor = if is_new_moment(kind) { NEW_MOMENT_FLOOR } else { FLOOR };
+            let precision_floor = FLOOR.max(floor);
             assert!(
-                c.precision() >= floor && c.recall() >= floor,
+                c.precision() >= precision_floor && c.recall() >= floor,
                 "{kind}: precision {:.3}, recall {:.3} (floor {floor})",
                 c.precision(),
                 c.recall()

@@ -430,7 +430,9 @@ impl Engine {
             }),
         };
         if cue.is_some() || of(RuleKind::Complaint).is_some() {
-            if !conv.context.problem_open {
+            // A new problem, or a failure named while one is open: either way no agent has owned
+            // this yet, so the next agent message is the first reply to it.
+            if !conv.context.problem_open || cue.is_some() {
                 conv.context.awaiting_reply = true;
             }
             conv.context.problem_open = true;
