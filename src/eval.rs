@@ -108,6 +108,21 @@ impl ChecklistScore {
     }
 }
 
+/// One line of a score table: a name, the counts and the three rates.
+fn table_row(f: &mut fmt::Formatter<'_>, name: &str, c: &Counts) -> fmt::Result {
+    writeln!(
+        f,
+        "{:<44} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}",
+        name,
+        c.true_pos,
+        c.false_pos,
+        c.false_neg,
+        c.precision(),
+        c.recall(),
+        c.f1()
+    )
+}
+
 impl fmt::Display for ChecklistScore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -122,17 +137,7 @@ impl fmt::Display for ChecklistScore {
             "f1"
         )?;
         for (step, c) in &self.by_step {
-            writeln!(
-                f,
-                "{:<44} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}",
-                step.as_str(),
-                c.true_pos,
-                c.false_pos,
-                c.false_neg,
-                c.precision(),
-                c.recall(),
-                c.f1()
-            )?;
+            table_row(f, step.as_str(), c)?;
         }
         Ok(())
     }
@@ -374,23 +379,10 @@ impl fmt::Display for Score {
             "{:<44} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}",
             "kind / category", "tp", "fp", "fn", "precision", "recall", "f1"
         )?;
-        let row = |f: &mut fmt::Formatter<'_>, name: String, c: &Counts| {
-            writeln!(
-                f,
-                "{:<44} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}",
-                name,
-                c.true_pos,
-                c.false_pos,
-                c.false_neg,
-                c.precision(),
-                c.recall(),
-                c.f1()
-            )
-        };
         for (kind, c) in &self.by_kind {
-            row(f, kind.to_string(), c)?;
+            table_row(f, &kind.to_string(), c)?;
             for ((k, cat), c) in self.by_category.iter().filter(|((k, _), _)| k == kind) {
-                row(f, format!("  {k}:{cat}"), c)?;
+                table_row(f, &format!("  {k}:{cat}"), c)?;
             }
         }
         Ok(())

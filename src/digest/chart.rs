@@ -117,46 +117,24 @@ fn follow_ups<DB: DrawingBackend>(
 }
 
 fn cues<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, f: &Figures) -> Result<(), ChartError> {
-    let rows: Vec<(String, i64)> = f
+    let rows: Vec<(String, i32)> = f
         .cues
         .iter()
         .map(|(c, n)| {
             let label = crate::engine::Category::parse(c).map_or(c.clone(), |c| c.label().to_string());
-            (label, *n)
+            (label, *n as i32)
         })
         .collect();
-    let n = rows.len().max(1) as i32;
-    let top = rows.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) as i32 + 1;
-    let mut chart = ChartBuilder::on(area)
-        .caption("Prior-failure cues by kind", ("sans-serif", 16).into_font().color(&INK))
-        .margin(12)
-        .x_label_area_size(28)
-        .y_label_area_size(230)
-        .build_cartesian_2d(0..top, 0..n * 10)
-        .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .x_labels(top.min(6) as usize)
-        .y_labels(n as usize * 10)
-        .y_label_formatter(&|y| {
-            if y % 10 == 5 {
-                rows.get((y / 10) as usize).map(|(l, _)| l.clone()).unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .label_style(("sans-serif", 12).into_font().color(&INK))
-        .axis_style(INK)
-        .draw()
-        .map_err(draw_err)?;
-    chart
-        .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
-            let y = i as i32 * 10;
-            Rectangle::new([(0, y + 2), (*v as i32, y + 8)], CUES.filled())
-        }))
-        .map_err(draw_err)?;
-    Ok(())
+    let top = rows.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1) + 1;
+    let bars = Bars {
+        caption: "Prior-failure cues by kind".into(),
+        rows,
+        top,
+        label_width: 230,
+        colour: CUES,
+        percent: false,
+    };
+    bars.draw(area)
 }
 
 fn checklist<DB: DrawingBackend>(
@@ -164,47 +142,74 @@ fn checklist<DB: DrawingBackend>(
     f: &Figures,
 ) -> Result<(), ChartError> {
     let rates = &f.checklist;
-    let caption = format!("Recovery checklist: % of {}", rates.counted());
     // The first step on top: rows are drawn from the bottom up.
-    let rows: Vec<(&str, i32)> = crate::engine::RecoveryStep::ALL
+    let rows = crate::engine::RecoveryStep::ALL
         .into_iter()
         .rev()
-        .map(|s| (s.describe(), rates.percent(s).unwrap_or(0) as i32))
+        .map(|s| (s.describe().to_string(), rates.percent(s).unwrap_or(0) as i32))
         .collect();
-    let n = rows.len() as i32;
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 16).into_font().color(&INK))
-        .margin(12)
-        .x_label_area_size(28)
-        .y_label_area_size(260)
-        .build_cartesian_2d(0..100, 0..n * 10)
-        .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .x_labels(6)
-        .x_label_formatter(&|x| format!("{x}%"))
-        .y_labels(n as usize * 10)
-        .y_label_formatter(&|y| {
-            if y % 10 == 5 {
-                rows.get((y / 10) as usize)
-                    .map(|(l, _)| l.to_string())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .label_style(("sans-serif", 12).into_font().color(&INK))
-        .axis_style(INK)
-        .draw()
-        .map_err(draw_err)?;
-    chart
-        .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
-            let y = i as i32 * 10;
-            Rectangle::new([(0, y + 2), (*v, y + 8)], STEPS.filled())
-        }))
-        .map_err(draw_err)?;
-    Ok(())
+    let bars = Bars {
+        caption: format!("Recovery checklist: % of {}", rates.counted()),
+        rows,
+        top: 100,
+        label_width: 260,
+        colour: STEPS,
+        percent: true,
+    };
+    bars.draw(area)
+}
+
+/// A horizontal bar chart: one labelled bar per row, bottom row first.
+struct Bars {
+    caption: String,
+    rows: Vec<(String, i32)>,
+    /// The x axis runs from 0 to here.
+    top: i32,
+    label_width: u32,
+    colour: RGBColor,
+    /// Label the x axis as percentages.
+    percent: bool,
+}
+
+impl Bars {
+    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, plotters::coord::Shift>) -> Result<(), ChartError> {
+        let n = self.rows.len().max(1) as i32;
+        let mut chart = ChartBuilder::on(area)
+            .caption(&self.caption, ("sans-serif", 16).into_font().color(&INK))
+            .margin(12)
+            .x_label_area_size(28)
+            .y_label_area_size(self.label_width)
+            .build_cartesian_2d(0..self.top, 0..n * 10)
+            .map_err(draw_err)?;
+        let x_label = |x: &i32| if self.percent { format!("{x}%") } else { x.to_string() };
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_labels(self.top.min(6) as usize)
+            .x_label_formatter(&x_label)
+            .y_labels(n as usize * 10)
+            .y_label_formatter(&|y| {
+                if y % 10 == 5 {
+                    self.rows
+                        .get((y / 10) as usize)
+                        .map(|(l, _)| l.clone())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .label_style(("sans-serif", 12).into_font().color(&INK))
+            .axis_style(INK)
+            .draw()
+            .map_err(draw_err)?;
+        chart
+            .draw_series(self.rows.iter().enumerate().map(|(i, (_, v))| {
+                let y = i as i32 * 10;
+                Rectangle::new([(0, y + 2), (*v, y + 8)], self.colour.filled())
+            }))
+            .map_err(draw_err)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
