@@ -108,6 +108,15 @@ impl ChecklistScore {
     }
 }
 
+/// The head of a score table, `first` naming its rows.
+fn table_head(f: &mut fmt::Formatter<'_>, first: &str) -> fmt::Result {
+    writeln!(
+        f,
+        "{:<44} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}",
+        first, "tp", "fp", "fn", "precision", "recall", "f1"
+    )
+}
+
 /// One line of a score table: a name, the counts and the three rates.
 fn table_row(f: &mut fmt::Formatter<'_>, name: &str, c: &Counts) -> fmt::Result {
     writeln!(
@@ -125,16 +134,9 @@ fn table_row(f: &mut fmt::Formatter<'_>, name: &str, c: &Counts) -> fmt::Result 
 
 impl fmt::Display for ChecklistScore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
+        table_head(
             f,
-            "{:<44} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}",
-            format!("step ({} conversations, {} exact)", self.conversations, self.exact),
-            "tp",
-            "fp",
-            "fn",
-            "precision",
-            "recall",
-            "f1"
+            &format!("step ({} conversations, {} exact)", self.conversations, self.exact),
         )?;
         for (step, c) in &self.by_step {
             table_row(f, step.as_str(), c)?;
@@ -374,11 +376,7 @@ fn add(into: &mut Counts, c: Counts) {
 
 impl fmt::Display for Score {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{:<44} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}",
-            "kind / category", "tp", "fp", "fn", "precision", "recall", "f1"
-        )?;
+        table_head(f, "kind / category")?;
         for (kind, c) in &self.by_kind {
             table_row(f, &kind.to_string(), c)?;
             for ((k, cat), c) in self.by_category.iter().filter(|((k, _), _)| k == kind) {
@@ -420,10 +418,10 @@ pub fn evaluate(engine: &crate::engine::Engine, file: &str, text: &str) -> Resul
             .collect();
         let last_line: BTreeMap<&str, u64> = records.iter().map(|(l, r)| (r.conversation.as_str(), *l)).collect();
         let found = outcome
-            .final_checklists()
-            .into_iter()
+            .checklists
+            .iter()
             .filter(|(_, c)| c.replies > 0)
-            .map(|(conv, c)| (conv.to_string(), (last_line[conv], c.clone())))
+            .map(|(conv, c)| (conv.clone(), (last_line[conv.as_str()], c.clone())))
             .collect();
         checklist = score_checklists(&labelled, &found)?;
     }

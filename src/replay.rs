@@ -4,9 +4,11 @@
 //! the one before it is taken to arrive at the later time. Before each message, reminders due by
 //! then fire; idle conversations are swept as the clock passes.
 
+use std::collections::BTreeMap;
+
 use jiff::Timestamp;
 
-use crate::engine::{Checklist, Detection, Engine, Nudge, Role};
+use crate::engine::{Checklist, Detection, Engine, Nudge};
 use crate::transcript::Record;
 
 /// What feeding messages produced: the nudges delivered and every detection, nudged or not.
@@ -14,8 +16,8 @@ use crate::transcript::Record;
 pub struct Outcome {
     pub nudges: Vec<Nudge>,
     pub detections: Vec<Detection>,
-    /// Recovery checklists as messages changed them: (conversation, line, checklist after it).
-    pub checklists: Vec<(String, u64, Checklist)>,
+    /// Each conversation's recovery checklist as its latest change left it.
+    pub checklists: BTreeMap<String, Checklist>,
     /// Nudges that reached an agent when they started typing, before their reply was sent: in
     /// one message's outcome, the first `before_reply` of `nudges`.
     pub before_reply: usize,
@@ -27,11 +29,6 @@ impl Outcome {
         self.detections.extend(other.detections);
         self.checklists.extend(other.checklists);
         self.before_reply += other.before_reply;
-    }
-
-    /// Each conversation's checklist as its last change left it.
-    pub fn final_checklists(&self) -> std::collections::BTreeMap<&str, &Checklist> {
-        self.checklists.iter().map(|(c, _, list)| (c.as_str(), list)).collect()
     }
 }
 
@@ -63,12 +60,7 @@ impl<'e> Replay<'e> {
         let at = self.clock.map_or(record.ts, |c| c.max(record.ts));
         let mut nudges = Vec::new();
         let mut before_reply = 0;
-        if let Some(lead) = record.typing_ms.filter(|_| record.role == Role::Agent) {
-            // A lead reaching before the earliest time there is started at that time.
-            let started = record
-                .ts
-                .checked_sub(jiff::SignedDuration::from_millis(lead.min(i64::MAX as u64) as i64))
-                .unwrap_or(Timestamp::MIN);
+        if let Some(started) = record.typing_started() {
             let started = self.clock.map_or(started, |c| c.max(started)).min(at);
             nudges = self.engine.typing(&record.conversation, &record.author, started);
             before_reply = nudges.len();
@@ -83,7 +75,7 @@ impl<'e> Replay<'e> {
             detections: reading.detections,
             checklists: reading
                 .checklist
-                .map(|c| (record.conversation.clone(), line, c))
+                .map(|c| (record.conversation.clone(), c))
                 .into_iter()
                 .collect(),
             before_reply,

@@ -37,6 +37,15 @@ pub struct Record {
 }
 
 impl Record {
+    /// When an agent started typing this message, from its `typing_ms` lead (a lead reaching
+    /// before the earliest time there is starts at that time). `None` for customers and for
+    /// messages without a lead.
+    pub fn typing_started(&self) -> Option<Timestamp> {
+        let lead = self.typing_ms.filter(|_| self.role == Role::Agent)?;
+        let lead = jiff::SignedDuration::from_millis(i64::try_from(lead).unwrap_or(i64::MAX));
+        Some(self.ts.checked_sub(lead).unwrap_or(Timestamp::MIN))
+    }
+
     /// This record as the engine's message, arriving at `at` (the replay clock), from input `line`.
     pub fn message(&self, at: Timestamp, line: u64) -> Message<'_> {
         Message {

@@ -118,18 +118,6 @@ impl Cast {
     }
 }
 
-/// Where the played day stands, for telling nudges that reached an agent before their reply from
-/// those that came after it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum Phase {
-    #[default]
-    Waiting,
-    /// This agent (Discord id) is typing a reply.
-    Typing(u64),
-    /// This agent has just sent a reply.
-    Replied(u64),
-}
-
 /// Cue nudges and briefs counted by whether they arrived before the agent's reply.
 #[derive(Debug, Clone, Copy, Default)]
 struct Timing {
@@ -147,12 +135,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let stand_in = StandIn::start(0, vec![cast.guild()]).await.context("starting the Discord stand-in")?;
         let counts: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
-        // Who has just sent a reply (their nudges from now on came after it) or is typing one.
-        let phase: Arc<Mutex<Phase>> = Arc::default();
+        // The agent (Discord id) who sent the latest message, until someone types or writes next:
+        // a cue nudge or brief reaching them meanwhile came after their reply.
+        let replied: Arc<Mutex<Option<u64>>> = Arc::default();
         let timing: Arc<Mutex<Timing>> = Arc::default();
         {
             let (probe, cast, counts) = (stand_in.probe(), cast.clone(), counts.clone());
-            let (phase, timing) = (phase.clone(), timing.clone());
+            let (replied, timing) = (replied.clone(), timing.clone());
             stand_in.watch(move |seen| {
                 let Seen::Request(r) = seen else { return };
                 let channel = r.path.strip_prefix("/channels/").and_then(|p| p.strip_suffix("/messages")).and_then(|c| c.parse::<u64>().ok());
@@ -169,7 +158,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 let buttons: Vec<&str> = r.body["components"][0]["components"].as_array().map(|b| b.iter().filter_map(|b| b["label"].as_str()).collect()).unwrap_or_default();
                 println!("        ↳ {to}: {} [{}]{}", embed["title"].as_str().unwrap_or(""), if kind.is_empty() { "escalation" } else { &kind }, if buttons.is_empty() { String::new() } else { format!("  buttons: {}", buttons.join(" · ")) });
                 if kind == "prior_failure" || kind == "handoff_brief" {
-                    let after = *phase.lock().unwrap_or_else(|e| e.into_inner()) == Phase::Replied(recipient.unwrap_or(0));
+                    let after = recipient.is_some() && *replied.lock().unwrap_or_else(|e| e.into_inner()) == recipient;
                     let mut t = timing.lock().unwrap_or_else(|e| e.into_inner());
                     if after { t.after += 1 } else { t.before += 1 }
                 }
@@ -201,12 +190,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             let roles: Vec<u64> = if role == Role::Agent { vec![AGENT_ROLE] } else { vec![] };
             let thread = cast.threads[&r.conversation];
             println!("{} [{}] {}{}: {}", r.ts.strftime("%H:%M"), r.conversation, name, if role == Role::Agent { " (agent)" } else { "" }, r.text.replace('\n', " "));
-            if let Some(lead) = r.typing_ms.filter(|_| role == Role::Agent) {
+            if let Some(started) = r.typing_started() {
                 // The agent starts typing before they send: a cue nobody has answered yet, or the
                 // brief on a conversation they take over, reaches them now.
-                let started = r.ts - jiff::SignedDuration::from_millis(lead.min(3_600_000) as i64);
-                clock.advance_to(started.max(previous_sent));
-                *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Typing(id);
+                let started = started.max(previous_sent);
+                clock.advance_to(started);
+                *replied.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let typing = json!({"channel_id": thread.to_string(), "guild_id": GUILD.to_string(), "user_id": id.to_string(), "timestamp": started.as_second()});
                 stand_in.dispatch("TYPING_START", typing);
                 // Time for the bot to read the typing and send what it holds before the message
@@ -215,7 +204,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             }
             clock.advance_to(r.ts);
             previous_sent = r.ts;
-            *phase.lock().unwrap_or_else(|e| e.into_inner()) = if role == Role::Agent { Phase::Replied(id) } else { Phase::Waiting };
+            *replied.lock().unwrap_or_else(|e| e.into_inner()) = (role == Role::Agent).then_some(id);
             let message = message_json(stand_in.snowflake(), thread, Some(GUILD), user_json(id, &name, false), Some(&roles), &r.text, &r.ts.to_string(), json!({}));
             stand_in.dispatch("MESSAGE_CREATE", message);
             // Let the bot read it before the next one, so output stays in order.

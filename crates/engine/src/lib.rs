@@ -111,6 +111,13 @@ impl Scan<'_> {
     fn first(&self, kind: RuleKind) -> Option<&Hit> {
         self.hits.iter().find(|h| self.rule(h).kind == kind)
     }
+
+    /// A request for the customer's details in a message that neither owns the problem nor
+    /// apologizes: what `details_before_ownership` coaches and the checklist's `owned_first` misses.
+    fn unowned_details_request(&self) -> Option<&Hit> {
+        let owned = self.first(RuleKind::Apology).is_some() || self.first(RuleKind::Ownership).is_some();
+        self.first(RuleKind::DetailsRequest).filter(|_| !owned)
+    }
 }
 
 /// What a detection rests on: a rule's words, or the sentence the model scored highest.
@@ -582,22 +589,22 @@ impl Engine {
                 }),
         };
         let excused = excused.filter(|_| !asked_after_apology);
-        let facts = ReplyFacts {
-            apology: apology.is_some() && eraser.is_none(),
-            names_failure: first(RuleKind::FailureNamed).is_some(),
-            excuse: excused.is_some(),
-            details_unowned: first(RuleKind::DetailsRequest).is_some()
-                && apology.is_none()
-                && first(RuleKind::Ownership).is_none(),
-            next_step: says_next_step(text, scan),
-            thanks: first(RuleKind::Gratitude).is_some(),
-        };
+        let excuse = excused.is_some();
         if let Some((basis, category)) = excused {
             let finding = (NudgeKind::ExplainBeforeApology, Some(category), basis);
             self.coach_reply(id, conv, msg, text, finding, out);
         }
         self.craft(id, conv, msg, text, scan, out);
+        // Only conversations with a failure cue have a checklist; the rest skip the time reading.
         if let Some(checklist) = conv.context.checklist.as_mut() {
+            let facts = ReplyFacts {
+                apology: apology.is_some() && eraser.is_none(),
+                names_failure: first(RuleKind::FailureNamed).is_some(),
+                excuse,
+                details_unowned: scan.unowned_details_request().is_some(),
+                next_step: says_next_step(text, scan),
+                thanks: first(RuleKind::Gratitude).is_some(),
+            };
             if checklist.reply(msg.author, facts) {
                 out.checklist = Some(checklist.clone());
             }
@@ -633,9 +640,8 @@ impl Engine {
         let first = |kind: RuleKind| scan.first(kind);
         let apology = first(RuleKind::Apology);
         let mut found: Vec<(NudgeKind, Option<Category>, &Hit)> = Vec::new();
-        if std::mem::take(&mut conv.context.awaiting_reply) && apology.is_none() && first(RuleKind::Ownership).is_none()
-        {
-            if let Some(hit) = first(RuleKind::DetailsRequest) {
+        if std::mem::take(&mut conv.context.awaiting_reply) {
+            if let Some(hit) = scan.unowned_details_request() {
                 found.push((NudgeKind::DetailsBeforeOwnership, None, hit));
             }
         }
