@@ -167,7 +167,9 @@ pub fn engine_message(data: &[u8]) {
         let _ = format_due(promise.due.at, &engine.settings().schedule);
     }
     let later = at.checked_add(jiff::SignedDuration::from_hours(24 * 30)).unwrap_or(at);
-    deliver(&engine, &engine.fire_due(later));
+    let mut timeline = crate::replay::Timeline::new();
+    timeline.book(&engine, "c1");
+    deliver(&engine, &timeline.fire_due(&engine, later));
     engine.forget_idle(later);
 }
 

@@ -3,12 +3,16 @@
 //! The clock is the messages' timestamps and never runs backwards: a message stamped earlier than
 //! the one before it is taken to arrive at the later time. Before each message, reminders due by
 //! then fire; idle conversations are swept as the clock passes.
+//!
+//! Reminders are timed by a [`Timeline`], replay's counterpart of the bot's durable scheduler:
+//! both ask the engine what a promise waits for next and tell it when that went out, so the
+//! same messages give the same heads-ups and overdue notices live and in replay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
-use crate::engine::{Checklist, Detection, Engine, Nudge};
+use crate::engine::{Checklist, ConversationId, Detection, Engine, MessageRef, Nudge, Step};
 use crate::transcript::Record;
 
 /// What feeding messages produced: the nudges delivered and every detection, nudged or not.
@@ -32,10 +36,77 @@ impl Outcome {
     }
 }
 
+/// The heads-ups and overdue notices of the promises an engine holds, in time order: an
+/// in-memory scheduler over [`Engine::next_step`].
+///
+/// Like the bot's scheduler, it keeps only (when, which promise, which step) and never removes an
+/// entry early: when one comes up, it fires only if the promise is still held and still waits
+/// for exactly that step at exactly that time, so a promise kept, replaced, restated, snoozed or
+/// chased meanwhile simply drops its old entry. Escalations are left out: they go to the team's
+/// coaching channel, which only the bot has.
+#[derive(Debug, Default)]
+pub struct Timeline {
+    queue: BTreeSet<(Timestamp, ConversationId, MessageRef, Step)>,
+}
+
+impl Timeline {
+    pub fn new() -> Timeline {
+        Timeline::default()
+    }
+
+    /// Books the next step of the promise `engine` holds in `conversation`, if any. Call it after
+    /// anything that may have made or moved one; booking the same step twice keeps one entry.
+    pub fn book(&mut self, engine: &Engine, conversation: &str) {
+        let Some(promise) = engine.promise(conversation) else {
+            return;
+        };
+        // `now` only times the escalation, which replay leaves out.
+        if let Some((at, step)) = engine
+            .next_step(&promise, promise.made_at)
+            .filter(|(_, step)| step.nudge_kind().is_some())
+        {
+            self.queue
+                .insert((at, ConversationId::new(conversation), promise.source, step));
+        }
+    }
+
+    /// When the soonest booked step falls due (it may turn out stale when it comes up).
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.queue.first().map(|(at, ..)| *at)
+    }
+
+    /// Sends every step due at or before `now`, soonest first, each stamped with its scheduled
+    /// time, and moves its promise on; a heads-up that leaves an overdue notice due by `now`
+    /// sends that too.
+    pub fn fire_due(&mut self, engine: &Engine, now: Timestamp) -> Vec<Nudge> {
+        let mut out = Vec::new();
+        while self.queue.first().is_some_and(|(at, ..)| *at <= now) {
+            let Some((at, conversation, source, step)) = self.queue.pop_first() else {
+                break;
+            };
+            let Some(promise) = engine
+                .promise(conversation.as_str())
+                .filter(|p| p.source == source && engine.next_step(p, at) == Some((at, step)))
+            else {
+                continue;
+            };
+            let Some(kind) = step.nudge_kind() else {
+                continue;
+            };
+            if engine.promise_step_sent(conversation.as_str(), source, step) {
+                out.push(engine.reminder(kind, &conversation, &promise, at));
+                self.book(engine, conversation.as_str());
+            }
+        }
+        out
+    }
+}
+
 /// A replay in progress.
 #[derive(Debug)]
 pub struct Replay<'e> {
     engine: &'e Engine,
+    timeline: Timeline,
     clock: Option<Timestamp>,
     next_sweep: Option<Timestamp>,
 }
@@ -44,6 +115,7 @@ impl<'e> Replay<'e> {
     pub fn new(engine: &'e Engine) -> Replay<'e> {
         Replay {
             engine,
+            timeline: Timeline::new(),
             clock: None,
             next_sweep: None,
         }
@@ -66,9 +138,12 @@ impl<'e> Replay<'e> {
             before_reply = nudges.len();
         }
         self.clock = Some(at);
-        nudges.extend(self.engine.fire_due(at));
+        nudges.extend(self.timeline.fire_due(self.engine, at));
         self.sweep(at);
         let reading = self.engine.read(&record.message(at, line), false);
+        if !reading.changes.is_empty() {
+            self.timeline.book(self.engine, &record.conversation);
+        }
         nudges.extend(reading.nudges);
         Outcome {
             nudges,
@@ -85,7 +160,7 @@ impl<'e> Replay<'e> {
     /// Fires what falls due up to `until` (default: the last message's time).
     pub fn finish(&mut self, until: Option<Timestamp>) -> Vec<Nudge> {
         match until.or(self.clock) {
-            Some(t) => self.engine.fire_due(t),
+            Some(t) => self.timeline.fire_due(self.engine, t),
             None => Vec::new(),
         }
     }

@@ -109,11 +109,15 @@ fn examples(engine: &Engine, files: &[TrainingFile]) -> Result<Vec<Example>, Tra
         let engine = engine.with_settings(engine.settings().clone()).with_learned(None);
         let rules = engine.rules();
         let mut clock = None;
+        // Promises move on as they would in replay, so the engine reads each message in the
+        // state replay would read it in.
+        let mut timeline = crate::replay::Timeline::new();
         for (line, record) in &records {
             let at = clock.map_or(record.ts, |c: jiff::Timestamp| c.max(record.ts));
             clock = Some(at);
-            let _ = engine.fire_due(at);
+            let _ = timeline.fire_due(&engine, at);
             out.push(example(&engine, &rules, *line, record, at));
+            timeline.book(&engine, &record.conversation);
         }
     }
     Ok(out)

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use proptest::prelude::*;
 
 use backstop::engine::{Engine, Message, MessageRef, NudgeKind, Role};
+use backstop::replay::Timeline;
 
 /// One engine for every case (compiling the rule book per case would dominate the run); each case
 /// gets conversations of its own, so cases cannot see each other's state.
@@ -85,12 +86,14 @@ proptest! {
         let base: jiff::Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
         let mut fed = BTreeSet::new();
         let mut nudges = Vec::new();
+        // This case's reminders, timed as replay times them.
+        let mut timeline = Timeline::new();
         for (i, m) in msgs.iter().enumerate() {
             let at = base.checked_add(jiff::SignedDuration::from_mins(m.minute)).unwrap();
             let conv = format!("case{case}-c{}", m.conversation);
             let line = i as u64 + 1;
             fed.insert(line);
-            nudges.extend(engine.fire_due(at));
+            nudges.extend(timeline.fire_due(engine, at));
             nudges.extend(engine.observe(&Message {
                 conversation: &conv,
                 author: if m.agent { "agent" } else { "customer" },
@@ -99,12 +102,13 @@ proptest! {
                 at,
                 source: MessageRef(line),
             }));
+            timeline.book(engine, &conv);
             let _ = engine.claim(&conv, "agent-2", at);
         }
-        nudges.extend(engine.fire_due(base.checked_add(jiff::SignedDuration::from_mins(until)).unwrap()));
-        // Other cases' reminders may fire here too: judge only this case's conversations.
+        nudges.extend(timeline.fire_due(engine, base.checked_add(jiff::SignedDuration::from_mins(until)).unwrap()));
         let prefix = format!("case{case}-");
-        for n in nudges.iter().filter(|n| n.conversation.as_str().starts_with(&prefix)) {
+        prop_assert!(nudges.iter().all(|n| n.conversation.as_str().starts_with(&prefix)), "another case's nudge");
+        for n in &nudges {
             prop_assert!(fed.contains(&n.source.0), "nudge for line {} never fed", n.source.0);
             prop_assert!(!n.text.is_empty());
             // A category always belongs to its kind; cues and explanations always have one (an

@@ -9,8 +9,8 @@ use serenity::all::{
 use super::config::Delivery;
 use super::handler::Handler;
 use crate::engine::{format_due, NudgeKind, Prompts};
+use crate::store::from_ms;
 use crate::store::writer::Write;
-use crate::store::{from_ms, PromiseState};
 
 /// The commands registered in every configured guild (bulk overwrite, so stale ones disappear).
 pub fn definitions() -> Vec<CreateCommand> {
@@ -284,10 +284,7 @@ async fn followups(handler: &Handler, cmd: &CommandInteraction) -> String {
         .map(|p| {
             let link =
                 super::delivery::jump_link(guild, p.conversation, serenity::all::MessageId::new(p.message.max(1)));
-            let state = match p.state {
-                PromiseState::Overdue | PromiseState::Escalated => " **overdue**",
-                _ => "",
-            };
+            let state = if p.state.is_overdue() { " **overdue**" } else { "" };
             let who = if agent.is_none() {
                 format!(" <@{}>", p.agent)
             } else {

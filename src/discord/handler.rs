@@ -290,11 +290,9 @@ impl Handler {
             })
         };
         for change in changes {
-            let (message, due_words, state) = match change {
+            let (message, due_words) = match change {
                 PromiseChange::Made(p) => {
-                    let next = engine
-                        .next_step(&p, false, from_ms(now))
-                        .map(|(t, s)| (t.as_millisecond(), s));
+                    let next = engine.next_step(&p, from_ms(now)).map(|(t, s)| (t.as_millisecond(), s));
                     let row = NewPromise {
                         guild,
                         conversation,
@@ -305,8 +303,8 @@ impl Handler {
                         evidence: p.evidence.clone(),
                         excerpt: p.quote.clone(),
                         made_at: p.made_at.as_millisecond(),
-                        due_at: p.due.at.as_millisecond(),
-                        due_words: stated(&p.due.source),
+                        due_at: p.due().at.as_millisecond(),
+                        due_words: stated(&p.due().source),
                         next,
                     };
                     if let (Some(id), Some((at, _))) = (self.writer.promise(row).await, next) {
@@ -322,10 +320,10 @@ impl Handler {
                     close(source, PromiseState::Superseded);
                     continue;
                 }
-                PromiseChange::Restated { source, due } => (source, stated(&due.source), PromiseState::Open),
-                PromiseChange::Chased { source, .. } => (source, None, PromiseState::Overdue),
+                PromiseChange::Restated { source, due } => (source, stated(&due.source)),
+                PromiseChange::Chased { source, .. } => (source, None),
             };
-            // Restated or chased: the engine holds the promise with its new due time and flags.
+            // Restated or chased: the engine holds the promise with its new due time and state.
             let Some(promise) = engine
                 .promise(&conversation.to_string())
                 .filter(|p| p.source == message)
@@ -335,11 +333,11 @@ impl Handler {
             let change = Reschedule {
                 guild,
                 message: message.0,
-                due_at: promise.due.at.as_millisecond(),
+                due_at: promise.due().at.as_millisecond(),
                 due_words,
-                state,
+                state: promise.state(),
                 next: engine
-                    .next_step(&promise, false, from_ms(now))
+                    .next_step(&promise, from_ms(now))
                     .map(|(t, s)| (t.as_millisecond(), s)),
             };
             self.reschedule(change, now).await;
@@ -476,18 +474,18 @@ impl Handler {
                     (Some(p), None) => p.to_engine(),
                     (None, None) => return false,
                 };
-                promise.due.at = until;
-                promise.reminded = false;
-                promise.overdue = false;
+                // A copy the engine held is snoozed already (snoozing it again changes nothing);
+                // one read from the store is moved here the same way.
+                if promise.snooze(until).is_err() {
+                    return false;
+                }
                 let change = Reschedule {
                     guild,
                     message,
                     due_at: until.as_millisecond(),
                     due_words: None,
-                    state: PromiseState::Snoozed,
-                    next: engine
-                        .next_step(&promise, false, now)
-                        .map(|(t, s)| (t.as_millisecond(), s)),
+                    state: promise.state(),
+                    next: engine.next_step(&promise, now).map(|(t, s)| (t.as_millisecond(), s)),
                 };
                 self.reschedule(change, now.as_millisecond()).await;
             }

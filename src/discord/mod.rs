@@ -44,13 +44,12 @@ impl Guilds {
         let engines = config
             .guilds
             .iter()
-            // Reminder timing lives in the durable scheduler, not in the engines' memory.
+            // Engines keep no timers: reminders are timed by the durable scheduler (reminders.rs).
             .map(|g| {
                 (
                     g.id,
                     Arc::new(
                         base.with_settings(g.settings.clone())
-                            .without_schedule()
                             .naming(|user| format!("<@{user}>")),
                     ),
                 )

@@ -21,8 +21,8 @@ use tokio::sync::Notify;
 
 use super::delivery;
 use super::handler::Handler;
-use crate::engine::{format_due, ConversationId, NudgeKind, Step};
-use crate::store::{from_ms, PromiseState, SentStep, ShardRange, Store, StoreError, StoredPromise};
+use crate::engine::{format_due, ConversationId};
+use crate::store::{from_ms, SentStep, ShardRange, Store, StoreError, StoredPromise};
 
 /// The time-ordered index of pending steps.
 #[derive(Debug, Default)]
@@ -135,19 +135,15 @@ async fn fire(handler: &Handler, at: i64, id: i64) {
     let lag = sent_at.as_millisecond() - at;
     metrics::histogram!(super::metrics::REMINDER_LAG).record(lag.max(0) as f64 / 1000.0);
     let mut promise = row.to_engine();
-    // A heads-up that comes after the due time (the bot was down) would say "coming up" about
-    // something already late: the agent gets the overdue notice instead.
-    let step = match step {
-        Step::Reminder if sent_at >= promise.due.at => Step::Overdue,
-        step => step,
-    };
-    let (delivered, log) = match step {
-        Step::Reminder | Step::Overdue => {
-            let kind = if step == Step::Reminder {
-                NudgeKind::FollowUpReminder
-            } else {
-                NudgeKind::FollowUpOverdue
-            };
+    // The engine decides what goes out (a late heads-up becomes the overdue notice) and whether
+    // the row's state allows it; a row that cannot take this step is left as it is.
+    let step = promise.sending(step, sent_at);
+    if let Err(refused) = promise.advance(step) {
+        tracing::warn!(promise = id, %refused, "not sending a step its promise cannot take");
+        return;
+    }
+    let (delivered, log) = match step.nudge_kind() {
+        Some(kind) => {
             let conversation = ConversationId::new(&row.conversation.to_string());
             // Stamped with when it went out, not when it was scheduled: that is what the nudge
             // log, stats and digests report.
@@ -155,18 +151,16 @@ async fn fire(handler: &Handler, at: i64, id: i64) {
             let log = handler.deliver(config, row.conversation, vec![nudge]).await.pop();
             (log.as_ref().is_some_and(|l| l.delivered), log)
         }
-        Step::Escalate => (escalate(handler, &row, config).await, None),
+        None => (escalate(handler, &row, config).await, None),
     };
-    promise.reminded = true;
-    promise.overdue = step != Step::Reminder;
     let next = engine
-        .next_step(&promise, step == Step::Escalate, sent_at)
+        .next_step(&promise, sent_at)
         .map(|(t, s)| (t.as_millisecond(), s));
     engine.promise_step_sent(&row.conversation.to_string(), promise.source, step);
     let sent = SentStep {
         id,
         expected_at: at,
-        state: PromiseState::after(step),
+        state: promise.state(),
         next,
         now: handler.guilds.clock().now().as_millisecond(),
         delivered,

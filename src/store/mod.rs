@@ -34,6 +34,15 @@ pub use redact::{MaskDef, Redactor};
 
 use crate::engine::Context;
 
+/// The promise states that are still open ([`PromiseState::is_open`]), as an SQL list, for the
+/// queries that must never move or show a closed promise. A literal so queries can be `concat!`ed
+/// at compile time; a test holds it to the engine's states.
+macro_rules! open_states {
+    () => {
+        "('open', 'reminded', 'overdue', 'escalated', 'snoozed')"
+    };
+}
+
 /// Where state is kept, from `[storage]` in `backstop.toml` and the environment.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
@@ -360,10 +369,13 @@ impl Store {
     /// Moves an open promise's due time (restated, or snoozed) and what it waits for next.
     /// Returns the promise's id if one was open.
     pub async fn reschedule_promise(&self, r: &Reschedule, now: i64) -> Result<Option<i64>, StoreError> {
-        const SQL: &str = "UPDATE promises SET due_at = $3, due_words = COALESCE($4, due_words), state = $5, \
+        const SQL: &str = concat!(
+            "UPDATE promises SET due_at = $3, due_words = COALESCE($4, due_words), state = $5, \
              next_step = $6, next_at = $7, updated_at = $8 \
-             WHERE guild_id = $1 AND message_id = $2 AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed') \
-             RETURNING id";
+             WHERE guild_id = $1 AND message_id = $2 AND state IN ",
+            open_states!(),
+            " RETURNING id"
+        );
         let row = on_pool!(self, pool => sqlx::query(SQL)
             .bind(r.guild as i64)
             .bind(r.message as i64)
@@ -388,9 +400,11 @@ impl Store {
         state: PromiseState,
         now: i64,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE promises SET state = $3, next_step = NULL, next_at = NULL, closed_at = $4, \
-             updated_at = $4 WHERE guild_id = $1 AND message_id = $2 \
-             AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed')";
+        const SQL: &str = concat!(
+            "UPDATE promises SET state = $3, next_step = NULL, next_at = NULL, closed_at = $4, \
+             updated_at = $4 WHERE guild_id = $1 AND message_id = $2 AND state IN ",
+            open_states!()
+        );
         let n = on_pool!(self, pool => sqlx::query(SQL)
             .bind(guild as i64)
             .bind(message as i64)
@@ -508,9 +522,9 @@ impl Store {
     /// The conversation's open promise, if any.
     pub async fn open_promise_in(&self, conversation: u64) -> Result<Option<StoredPromise>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM promises WHERE conversation = $1 AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed') \
-             ORDER BY made_at DESC LIMIT 1",
-            records::PROMISE_COLUMNS
+            "SELECT {} FROM promises WHERE conversation = $1 AND state IN {} ORDER BY made_at DESC LIMIT 1",
+            records::PROMISE_COLUMNS,
+            open_states!()
         );
         Ok(
             on_pool!(self, pool => match sqlx::query(&sql).bind(conversation as i64).fetch_optional(pool).await? {
@@ -524,8 +538,9 @@ impl Store {
     pub async fn open_promises(&self, guild: u64, agent: Option<u64>) -> Result<Vec<StoredPromise>, StoreError> {
         let sql = format!(
             "SELECT {} FROM promises WHERE guild_id = $1 AND ($2 = 0 OR agent_id = $2) \
-             AND state IN ('open', 'reminded', 'overdue', 'escalated', 'snoozed') ORDER BY due_at, id",
-            records::PROMISE_COLUMNS
+             AND state IN {} ORDER BY due_at, id",
+            records::PROMISE_COLUMNS,
+            open_states!()
         );
         Ok(on_pool!(self, pool => {
             let rows = sqlx::query(&sql).bind(guild as i64).bind(agent.unwrap_or(0) as i64).fetch_all(pool).await?;
@@ -951,7 +966,17 @@ fn sqlite_open_error(path: &Path, e: sqlx::Error) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::hide_password;
+    use super::{hide_password, PromiseState};
+
+    #[test]
+    fn the_open_states_in_queries_are_the_engines() {
+        let open: Vec<String> = PromiseState::ALL
+            .into_iter()
+            .filter(|s| s.is_open())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        assert_eq!(open_states!(), format!("({})", open.join(", ")));
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

@@ -8,64 +8,10 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use super::from_ms;
 use crate::engine::{Checklist, Due, DueSource, MessageRef, Promise, RecoveryStep, Step, UserId};
 
-/// Where a promise is in its life. Stored as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PromiseState {
-    /// Made; nothing sent yet.
-    Open,
-    /// The heads-up went out.
-    Reminded,
-    /// Past due: the overdue notice went out (or the customer chased it).
-    Overdue,
-    /// Still open after the grace period: the team was told.
-    Escalated,
-    /// The agent pushed it back; waiting for the new time.
-    Snoozed,
-    /// Kept: the agent pressed Done or came back to the conversation.
-    Done,
-    /// A newer promise in the same conversation replaced it.
-    Superseded,
-}
-
-impl PromiseState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PromiseState::Open => "open",
-            PromiseState::Reminded => "reminded",
-            PromiseState::Overdue => "overdue",
-            PromiseState::Escalated => "escalated",
-            PromiseState::Snoozed => "snoozed",
-            PromiseState::Done => "done",
-            PromiseState::Superseded => "superseded",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<PromiseState> {
-        Some(match s {
-            "open" => PromiseState::Open,
-            "reminded" => PromiseState::Reminded,
-            "overdue" => PromiseState::Overdue,
-            "escalated" => PromiseState::Escalated,
-            "snoozed" => PromiseState::Snoozed,
-            "done" => PromiseState::Done,
-            "superseded" => PromiseState::Superseded,
-            _ => return None,
-        })
-    }
-
-    /// The state a promise is in once `step` has gone out.
-    pub fn after(step: Step) -> PromiseState {
-        match step {
-            Step::Reminder => PromiseState::Reminded,
-            Step::Overdue => PromiseState::Overdue,
-            Step::Escalate => PromiseState::Escalated,
-        }
-    }
-
-    pub fn is_open(self) -> bool {
-        !matches!(self, PromiseState::Done | PromiseState::Superseded)
-    }
-}
+/// Where a promise is in its life: the engine's state machine, stored as the text of
+/// [`PromiseState::as_str`]. The store persists states and checks no moves of its own, except
+/// that a closed promise (done, superseded) is never reopened by an update.
+pub use crate::engine::PromiseState;
 
 /// A promise to record. Times are Unix milliseconds; ids are Discord snowflakes.
 #[derive(Debug, Clone)]
@@ -125,9 +71,10 @@ pub struct StoredPromise {
 }
 
 impl StoredPromise {
-    /// The engine's view, for rendering a reminder or restoring a conversation.
+    /// The engine's view, in its stored state, for rendering a reminder or restoring a
+    /// conversation.
     pub fn to_engine(&self) -> Promise {
-        let mut p = Promise::stored(
+        Promise::new(
             UserId::new(&self.agent.to_string()),
             self.customer.map(|c| UserId::new(&c.to_string())),
             Arc::from(self.rule.as_str()),
@@ -142,13 +89,8 @@ impl StoredPromise {
             },
             self.evidence.clone(),
             self.excerpt.clone(),
-        );
-        p.reminded = matches!(
-            self.state,
-            PromiseState::Reminded | PromiseState::Overdue | PromiseState::Escalated
-        );
-        p.overdue = matches!(self.state, PromiseState::Overdue | PromiseState::Escalated);
-        p
+        )
+        .in_state(self.state)
     }
 
     pub fn to_json(&self) -> serde_json::Value {

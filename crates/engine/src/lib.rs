@@ -3,8 +3,12 @@
 //! Pure by design, and a crate of its own so its `Cargo.toml` shows it: no Discord, no async
 //! runtime, no database, no files, no clock. Time is whatever the caller
 //! passes in, so the live bot, `backstop replay` and the tests get the same nudges from the same
-//! messages. State lives in a [`DashMap`] so many tasks can feed one engine at once; the reminder
-//! schedule is a time-ordered set, so finding what is due never walks every promise.
+//! messages. State lives in a [`DashMap`] so many tasks can feed one engine at once.
+//!
+//! A promise's life (open, reminded, overdue, escalated; snoozed; done; superseded) is decided in
+//! `promise` alone. The engine keeps no timer: adapters ask [`Engine::next_step`] what a promise
+//! waits for and when, and tell it with [`Engine::promise_step_sent`] once that went out — the
+//! bot from its database-backed scheduler, replay from an in-memory timeline.
 //!
 //! # Layout
 //! - [`text`](Prepared): the scan text (typography folded, quotes and code blanked).
@@ -13,9 +17,7 @@
 //! - `learned`: the learned layer's features, model files and scoring.
 //! - `timeframe`, `settings`, `prompts`: due times, engine settings, coaching text.
 //! - `model`, `state`: ids, messages, detections, nudges; what is kept per conversation.
-//!
-//! Lock order, to stay deadlock-free: a conversation's map entry first, then the schedule; never
-//! the other way round.
+//! - `promise`: a follow-up promise, its states, steps and the moves between them.
 
 mod automaton;
 mod checklist;
@@ -24,6 +26,7 @@ mod lexicon;
 mod model;
 mod phrase;
 mod problem;
+mod promise;
 mod prompts;
 mod rules;
 mod settings;
@@ -32,9 +35,7 @@ mod text;
 mod timeframe;
 mod tokens;
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use jiff::Timestamp;
@@ -57,8 +58,9 @@ pub use timeframe::{Schedule, Timeframe};
 pub use tokens::{Sentence, Token, Tokens};
 
 use checklist::ReplyFacts;
-pub use state::{Context, Promise, PromiseChange, Step};
-use state::{Conversation, CueNote, Deadline, COOLED, STORY_CUES};
+pub use promise::{Change, Promise, PromiseChange, PromiseState, Refused, Step};
+pub use state::Context;
+use state::{Conversation, CueNote, COOLED, STORY_CUES};
 
 /// Longest excerpt of a message carried in a nudge.
 const QUOTE_CHARS: usize = 160;
@@ -70,11 +72,6 @@ pub struct Engine {
     book: std::sync::RwLock<Book>,
     settings: Settings,
     conversations: DashMap<ConversationId, Conversation>,
-    schedule: Mutex<BTreeSet<Deadline>>,
-    next_promise: AtomicU64,
-    /// Whether this engine times reminders itself. The live bot turns this off: its durable
-    /// scheduler owns reminder timing so they survive restarts (see [`Engine::next_step`]).
-    own_schedule: bool,
     /// Whether model detections carry the features behind them (`replay --explain`).
     explaining: bool,
     /// How `{customer}` and `{agent}` are written in coaching text: ids in replay, mentions on
@@ -189,9 +186,6 @@ impl Engine {
             }),
             settings,
             conversations: DashMap::new(),
-            schedule: Mutex::new(BTreeSet::new()),
-            next_promise: AtomicU64::new(1),
-            own_schedule: true,
             explaining: false,
             name: |user| user.as_str().to_string(),
         }
@@ -218,14 +212,6 @@ impl Engine {
     /// The learned layer in use, if any.
     pub fn learned(&self) -> Option<Arc<Learned>> {
         self.book().learned
-    }
-
-    /// This engine without its in-memory reminder schedule: [`Engine::fire_due`] never fires, and
-    /// the caller times reminders from [`Engine::next_step`] and renders them with
-    /// [`Engine::reminder`]. The live bot does this so reminders survive restarts.
-    pub fn without_schedule(mut self) -> Engine {
-        self.own_schedule = false;
-        self
     }
 
     fn book(&self) -> Book {
@@ -473,13 +459,11 @@ impl Engine {
                 // The customer is already chasing the promised follow-up: that is the overdue
                 // story arriving early, not a separate failure to coach on.
                 out.detections.push(detect(Some(Suppressed::ChasesPromise)));
-                if !promise.overdue {
-                    self.unschedule(id, promise);
-                    promise.overdue = true;
-                    promise.reminded = true;
+                // The chase stands in for the overdue notice, so it goes out once, like that notice.
+                if promise.advance(Step::Overdue).is_ok() {
                     // Before the due time nothing has been missed yet: the agent hears that the
                     // customer is already asking, in the customer's words, not "overdue".
-                    let early = msg.at < promise.due.at;
+                    let early = msg.at < promise.due().at;
                     let customer_words = excerpt(msg.text);
                     out.nudges.push(self.render(Draft {
                         kind: NudgeKind::FollowUpOverdue,
@@ -491,7 +475,7 @@ impl Engine {
                         evidence,
                         quote: if early { &customer_words } else { &promise.quote },
                         at: msg.at,
-                        due: Some(promise.due.clone()),
+                        due: Some(promise.due().clone()),
                         source: promise.source,
                     }));
                     out.changes.push(PromiseChange::Chased {
@@ -539,14 +523,15 @@ impl Engine {
         scan: &Scan<'_>,
         out: &mut Reading,
     ) {
-        if let Some(promise) = conv.promise.as_deref() {
-            if msg.at >= add(promise.made_at, self.settings.min_gap) {
-                self.unschedule(id, promise);
+        if let Some(mut promise) = conv
+            .promise
+            .take_if(|p| msg.at >= add(p.made_at, self.settings.min_gap))
+        {
+            if promise.done().is_ok() {
                 out.changes.push(PromiseChange::Kept {
                     source: promise.source,
                     at: msg.at,
                 });
-                conv.promise = None;
             }
         }
         out.nudges
@@ -773,38 +758,33 @@ impl Engine {
         }
         if let Some(open) = conv.promise.as_deref_mut().filter(|_| restates) {
             // A second promise moments after the first restates it: keep one promise, newest time.
-            self.unschedule(id, open);
-            open.due = due;
-            open.reminded = false;
-            open.overdue = false;
-            self.schedule_next(id, open);
-            out.changes.push(PromiseChange::Restated {
-                source: open.source,
-                due: open.due.clone(),
-            });
-            return;
+            // A held promise is always open, so the restatement is never refused.
+            if open.restate(due.clone()).is_ok() {
+                out.changes.push(PromiseChange::Restated {
+                    source: open.source,
+                    due,
+                });
+                return;
+            }
         }
-        if let Some(old) = conv.promise.take() {
-            self.unschedule(id, &old);
-            out.changes.push(PromiseChange::Superseded {
-                source: old.source,
-                at: msg.at,
-            });
+        if let Some(mut old) = conv.promise.take() {
+            if old.supersede().is_ok() {
+                out.changes.push(PromiseChange::Superseded {
+                    source: old.source,
+                    at: msg.at,
+                });
+            }
         }
-        let promise = Promise {
-            id: self.next_promise.fetch_add(1, Ordering::Relaxed),
+        let promise = Promise::new(
             agent,
-            customer: conv.context.last_customer.clone(),
-            rule: basis.rule.clone(),
-            source: msg.source,
-            made_at: msg.at,
+            conv.context.last_customer.clone(),
+            basis.rule.clone(),
+            msg.source,
+            msg.at,
             due,
-            evidence: text.original(basis.span.clone()).to_string(),
-            quote: excerpt(msg.text),
-            reminded: false,
-            overdue: false,
-        };
-        self.schedule_next(id, &promise);
+            text.original(basis.span.clone()).to_string(),
+            excerpt(msg.text),
+        );
         if cooled {
             out.nudges
                 .push(self.promise_nudge(NudgeKind::FollowUpPromised, id, &promise, msg.at, None));
@@ -879,7 +859,7 @@ impl Engine {
             .customer_since
             .map(|since| format_wait(at.duration_since(since)))
             .unwrap_or_default();
-        let due = conv.promise.as_deref().map(|p| p.due.clone());
+        let due = conv.promise.as_deref().map(|p| p.due().clone());
         let quote = if cues.is_empty() {
             "none".to_string()
         } else {
@@ -935,32 +915,16 @@ impl Engine {
         let Some(mut conv) = self.conversations.get_mut(conversation) else {
             return false;
         };
-        let id = conv.key().clone();
-        match conv.promise.take() {
-            Some(p) => {
-                self.unschedule(&id, &p);
-                true
-            }
-            None => false,
-        }
+        conv.promise.take().is_some_and(|mut p| p.done().is_ok())
     }
 
     /// Moves a conversation's open promise to be due at `until` (the agent pressed Snooze); its
-    /// reminder and overdue notice fire again for the new time. Returns whether there was one.
+    /// reminder and overdue notice are due again for the new time. Returns whether there was one.
     pub fn snooze(&self, conversation: &str, until: Timestamp) -> bool {
         let Some(mut conv) = self.conversations.get_mut(conversation) else {
             return false;
         };
-        let id = conv.key().clone();
-        let Some(promise) = conv.promise.as_deref_mut() else {
-            return false;
-        };
-        self.unschedule(&id, promise);
-        promise.due.at = until;
-        promise.reminded = false;
-        promise.overdue = false;
-        self.schedule_next(&id, promise);
-        true
+        conv.promise.as_deref_mut().is_some_and(|p| p.snooze(until).is_ok())
     }
 
     /// Every open promise, soonest due first.
@@ -975,9 +939,9 @@ impl Engine {
                     agent: p.agent.clone(),
                     source: p.source,
                     made_at: p.made_at,
-                    due: p.due.clone(),
+                    due: p.due().clone(),
                     evidence: p.evidence.clone(),
-                    overdue: p.overdue,
+                    overdue: p.is_overdue(),
                 })
             })
             .collect();
@@ -990,87 +954,15 @@ impl Engine {
         all
     }
 
-    /// When the next reminder falls due, so a scheduler can sleep until then.
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.schedule().first().map(|d| d.at)
-    }
-
-    /// Fires every reminder and overdue notice due at or before `now`, in time order.
-    pub fn fire_due(&self, now: Timestamp) -> Vec<Nudge> {
-        let mut out = Vec::new();
-        loop {
-            let deadline = {
-                let mut schedule = self.schedule();
-                match schedule.first() {
-                    Some(d) if d.at <= now => schedule.pop_first(),
-                    _ => None,
-                }
-            };
-            let Some(deadline) = deadline else { break };
-            let Some(mut conv) = self.conversations.get_mut(&deadline.conversation) else {
-                continue;
-            };
-            let Some(promise) = conv.promise.as_deref_mut().filter(|p| p.id == deadline.promise) else {
-                continue;
-            };
-            match deadline.stage {
-                Step::Reminder if !promise.reminded && !promise.overdue => {
-                    promise.reminded = true;
-                    out.push(self.promise_nudge(
-                        NudgeKind::FollowUpReminder,
-                        &deadline.conversation,
-                        promise,
-                        deadline.at,
-                        None,
-                    ));
-                    self.schedule_next(&deadline.conversation, promise);
-                }
-                Step::Overdue if !promise.overdue => {
-                    promise.overdue = true;
-                    out.push(self.promise_nudge(
-                        NudgeKind::FollowUpOverdue,
-                        &deadline.conversation,
-                        promise,
-                        deadline.at,
-                        None,
-                    ));
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-
-    /// The next step a promise waits for and when, given what has gone out already (`escalated`:
-    /// the team has been told). Pure: durable schedulers call it to time reminders.
+    /// The next step a promise waits for and when, under this engine's settings (see
+    /// [`Promise::next_step`]): the bot's scheduler and replay's timeline both time promises by it.
     ///
-    /// `now` is when the last step went out. The team is told `escalate_after` after the overdue
-    /// notice actually reached the agent: after an outage the late notice and the escalation do
-    /// not go out together, and the agent still gets their chance first.
-    pub fn next_step(&self, promise: &Promise, escalated: bool, now: Timestamp) -> Option<(Timestamp, Step)> {
-        if !promise.reminded && !promise.overdue {
-            let remind_at = promise
-                .due
-                .at
-                .checked_sub(self.settings.reminder_lead)
-                .unwrap_or(promise.due.at);
-            // A promise due sooner than the lead gets no heads-up, only the overdue notice.
-            if remind_at > promise.made_at {
-                Some((remind_at, Step::Reminder))
-            } else {
-                Some((promise.due.at, Step::Overdue))
-            }
-        } else if !promise.overdue {
-            Some((promise.due.at, Step::Overdue))
-        } else if !escalated {
-            let noticed = promise.due.at.max(now);
-            Some((add(noticed, self.settings.escalate_after), Step::Escalate))
-        } else {
-            None
-        }
+    /// `now` is when the last step went out; the escalation is timed from it.
+    pub fn next_step(&self, promise: &Promise, now: Timestamp) -> Option<(Timestamp, Step)> {
+        promise.next_step(&self.settings, now)
     }
 
-    /// Renders a reminder or overdue notice for a promise kept outside the engine.
+    /// Renders a promise's heads-up or overdue notice (see [`Step::nudge_kind`]), stamped `at`.
     pub fn reminder(&self, kind: NudgeKind, conversation: &ConversationId, promise: &Promise, at: Timestamp) -> Nudge {
         self.promise_nudge(kind, conversation, promise, at, None)
     }
@@ -1094,36 +986,26 @@ impl Engine {
     /// State already in memory wins: it is newer than anything stored.
     pub fn restore(&self, conversation: &str, context: Context, promise: Option<Promise>) {
         let id = ConversationId::new(conversation);
-        self.conversations.entry(id.clone()).or_insert_with(|| {
-            let promise = promise.map(|mut p| {
-                p.id = self.next_promise.fetch_add(1, Ordering::Relaxed);
-                self.schedule_next(&id, &p);
-                Box::new(p)
-            });
-            Conversation {
-                context,
-                story: Default::default(),
-                unclaimed: None,
-                promise,
-            }
+        self.conversations.entry(id).or_insert_with(|| Conversation {
+            context,
+            story: Default::default(),
+            unclaimed: None,
+            promise: promise.filter(|p| p.state().is_open()).map(Box::new),
         });
     }
 
-    /// Records that a durable scheduler sent a promise's heads-up or overdue notice, so the
-    /// conversation's state agrees (a customer chasing an already-overdue promise is not told twice).
-    pub fn promise_step_sent(&self, conversation: &str, source: MessageRef, step: Step) {
+    /// Records that a scheduler sent `step` of the promise `source` made, moving the held
+    /// promise on, so the conversation's state agrees (a customer chasing an already-overdue
+    /// promise is not told twice). Returns whether it moved: not when the engine does not hold
+    /// that promise, or holds it in a state the step cannot follow (it moved on meanwhile).
+    pub fn promise_step_sent(&self, conversation: &str, source: MessageRef, step: Step) -> bool {
         let Some(mut conv) = self.conversations.get_mut(conversation) else {
-            return;
+            return false;
         };
-        if let Some(p) = conv.promise.as_deref_mut().filter(|p| p.source == source) {
-            match step {
-                Step::Reminder => p.reminded = true,
-                Step::Overdue | Step::Escalate => {
-                    p.reminded = true;
-                    p.overdue = true;
-                }
-            }
-        }
+        conv.promise
+            .as_deref_mut()
+            .filter(|p| p.source == source)
+            .is_some_and(|p| p.advance(step).is_ok())
     }
 
     /// Forgets conversations idle for longer than `forget_idle_after` with nothing left to do, so
@@ -1143,47 +1025,10 @@ impl Engine {
             let promise_alive = c
                 .promise
                 .as_deref()
-                .is_some_and(|p| !p.overdue || now < add(p.due.at, idle));
+                .is_some_and(|p| !p.is_overdue() || now < add(p.due().at, idle));
             recent || promise_alive
         });
         before - self.conversations.len()
-    }
-
-    fn schedule(&self) -> MutexGuard<'_, BTreeSet<Deadline>> {
-        // The schedule holds plain data; a panic elsewhere cannot leave it half-updated.
-        self.schedule.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The next reminder stage a promise is waiting for, if any.
-    fn pending(&self, id: &ConversationId, promise: &Promise) -> Option<Deadline> {
-        // Escalation is the live bot's business (it needs a team channel); replay stops at overdue.
-        let (at, stage) = self
-            .next_step(promise, false, promise.made_at)
-            .filter(|(_, s)| *s != Step::Escalate)?;
-        Some(Deadline {
-            at,
-            conversation: id.clone(),
-            promise: promise.id,
-            stage,
-        })
-    }
-
-    fn schedule_next(&self, id: &ConversationId, promise: &Promise) {
-        if !self.own_schedule {
-            return;
-        }
-        if let Some(d) = self.pending(id, promise) {
-            self.schedule().insert(d);
-        }
-    }
-
-    fn unschedule(&self, id: &ConversationId, promise: &Promise) {
-        if !self.own_schedule {
-            return;
-        }
-        if let Some(d) = self.pending(id, promise) {
-            self.schedule().remove(&d);
-        }
     }
 
     /// True (and recorded) when `kind` may fire now: it has not fired in this conversation within
@@ -1217,7 +1062,7 @@ impl Engine {
             evidence: evidence.unwrap_or(&p.evidence),
             quote: &p.quote,
             at,
-            due: Some(p.due.clone()),
+            due: Some(p.due().clone()),
             source: p.source,
         })
     }

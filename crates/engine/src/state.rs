@@ -1,12 +1,11 @@
 //! What the engine remembers per conversation, kept small: it is multiplied by every live
 //! conversation on a busy server.
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::model::{Due, MessageRef, Nudge, NudgeKind, UserId};
+use super::model::{MessageRef, Nudge, NudgeKind, UserId};
+use super::promise::Promise;
 
 /// The kinds with a cooldown, in the order of [`Conversation::last_fired`].
 pub(crate) const COOLED: [NudgeKind; 6] = [
@@ -130,109 +129,4 @@ impl Conversation {
             promise: None,
         }
     }
-}
-
-/// A promise to get back to the customer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Promise {
-    /// Unique within one engine; ties schedule entries to the promise they were made for.
-    pub(crate) id: u64,
-    pub agent: UserId,
-    pub customer: Option<UserId>,
-    pub rule: Arc<str>,
-    /// The agent's message that made the promise: its identity across restarts.
-    pub source: MessageRef,
-    pub made_at: Timestamp,
-    pub due: Due,
-    /// The promise's own words, and a short excerpt of its message, for the reminder.
-    pub evidence: String,
-    pub quote: String,
-    /// The heads-up before the due time has gone out.
-    pub reminded: bool,
-    /// The overdue notice has gone out (or the customer chased it first).
-    pub overdue: bool,
-}
-
-impl Promise {
-    /// A promise rebuilt from storage, for [`crate::Engine::restore`] and reminders.
-    #[allow(clippy::too_many_arguments)]
-    pub fn stored(
-        agent: UserId,
-        customer: Option<UserId>,
-        rule: Arc<str>,
-        source: MessageRef,
-        made_at: Timestamp,
-        due: Due,
-        evidence: String,
-        quote: String,
-    ) -> Promise {
-        Promise {
-            id: 0,
-            agent,
-            customer,
-            rule,
-            source,
-            made_at,
-            due,
-            evidence,
-            quote,
-            reminded: false,
-            overdue: false,
-        }
-    }
-}
-
-/// What happened to a conversation's follow-up promise while reading a message, so an adapter
-/// that keeps promises durably can record it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PromiseChange {
-    /// A new promise. Any earlier open promise in the conversation was superseded or kept first.
-    Made(Promise),
-    /// The promise made by `source` was restated moments later with a new due time.
-    Restated { source: MessageRef, due: Due },
-    /// The agent came back to the conversation after the promise: it is kept.
-    Kept { source: MessageRef, at: Timestamp },
-    /// A newer promise replaced this one before it was kept.
-    Superseded { source: MessageRef, at: Timestamp },
-    /// The customer chased the promise before it fell due; the overdue notice went out now.
-    Chased { source: MessageRef, at: Timestamp },
-}
-
-/// The next thing a promise is waiting for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Step {
-    /// The heads-up before the due time.
-    Reminder,
-    /// The notice at the due time.
-    Overdue,
-    /// The post to the team's coaching channel once it has been overdue for the grace period.
-    Escalate,
-}
-
-impl Step {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Reminder => "reminder",
-            Step::Overdue => "overdue",
-            Step::Escalate => "escalate",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Step> {
-        Some(match s {
-            "reminder" => Step::Reminder,
-            "overdue" => Step::Overdue,
-            "escalate" => Step::Escalate,
-            _ => return None,
-        })
-    }
-}
-
-/// An entry in the time-ordered reminder schedule.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Deadline {
-    pub at: Timestamp,
-    pub conversation: crate::ConversationId,
-    pub promise: u64,
-    pub stage: Step,
 }

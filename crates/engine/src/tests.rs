@@ -122,6 +122,40 @@ fn t(hm: &str) -> Timestamp {
     format!("2026-11-23T{hm}:00Z").parse().unwrap()
 }
 
+/// Sends every heads-up and overdue notice due by `now`, soonest first, the way an adapter's
+/// scheduler does: the engine says what each promise waits for and when, the test renders it and
+/// tells the engine it went out. Escalations are the bot's (they need a team channel).
+fn fire_due(e: &Engine, now: Timestamp) -> Vec<Nudge> {
+    let mut out = Vec::new();
+    while let Some((at, conversation, promise, step)) = due_steps(e).into_iter().find(|(at, ..)| *at <= now) {
+        let kind = step.nudge_kind().unwrap();
+        assert!(e.promise_step_sent(conversation.as_str(), promise.source, step));
+        out.push(e.reminder(kind, &conversation, &promise, at));
+    }
+    out
+}
+
+/// When the next heads-up or overdue notice falls due.
+fn next_due(e: &Engine) -> Option<Timestamp> {
+    due_steps(e).first().map(|(at, ..)| *at)
+}
+
+/// Every held promise's next notice for the agent, soonest first.
+fn due_steps(e: &Engine) -> Vec<(Timestamp, ConversationId, Promise, Step)> {
+    let mut steps: Vec<_> = e
+        .open_promises()
+        .into_iter()
+        .filter_map(|open| {
+            let promise = e.promise(open.conversation.as_str())?;
+            let (at, step) = e.next_step(&promise, promise.made_at)?;
+            step.nudge_kind()?;
+            Some((at, open.conversation, promise, step))
+        })
+        .collect();
+    steps.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    steps
+}
+
 struct Chat<'e> {
     engine: &'e Engine,
     line: u64,
@@ -131,7 +165,7 @@ impl Chat<'_> {
     fn say(&mut self, conv: &str, who: &str, role: Role, text: &str, at: &str) -> Vec<Nudge> {
         self.line += 1;
         let at = t(at);
-        let mut out = self.engine.fire_due(at);
+        let mut out = fire_due(self.engine, at);
         out.extend(self.engine.observe(&Message {
             conversation: conv,
             author: who,
@@ -417,18 +451,18 @@ fn promise_with_time_reminds_then_goes_overdue() {
     let due = n[0].due.clone().unwrap();
     assert_eq!(due.at, t("15:00"));
     assert_eq!(due.source, DueSource::Stated("by 3pm".into()));
-    assert_eq!(e.next_due(), Some(t("14:45")));
-    assert!(e.fire_due(t("14:44")).is_empty());
-    let r = e.fire_due(t("14:45"));
+    assert_eq!(next_due(&e), Some(t("14:45")));
+    assert!(fire_due(&e, t("14:44")).is_empty());
+    let r = fire_due(&e, t("14:45"));
     assert_eq!(
         (r.len(), r[0].kind, r[0].at, r[0].source),
         (1, FollowUpReminder, t("14:45"), MessageRef(1))
     );
     assert_eq!(r[0].agent.as_ref().unwrap().as_str(), "ana");
-    let o = e.fire_due(t("18:00"));
+    let o = fire_due(&e, t("18:00"));
     assert_eq!((o.len(), o[0].kind, o[0].at), (1, FollowUpOverdue, t("15:00")));
-    assert!(e.fire_due(t("23:00")).is_empty(), "each fires once");
-    assert_eq!(e.next_due(), None);
+    assert!(fire_due(&e, t("23:00")).is_empty(), "each fires once");
+    assert_eq!(next_due(&e), None);
 }
 
 #[test]
@@ -438,22 +472,17 @@ fn the_team_is_told_escalate_after_the_overdue_notice_reached_the_agent() {
     c.say("c1", "ana", Role::Agent, "I'll call you back by 3pm", "14:00");
     let mut p = e.promise("c1").unwrap();
     let after = e.settings().escalate_after;
-    assert_eq!(e.next_step(&p, false, t("14:00")), Some((t("14:45"), Step::Reminder)));
-    p.reminded = true;
-    assert_eq!(e.next_step(&p, false, t("14:45")), Some((t("15:00"), Step::Overdue)));
-    p.overdue = true;
+    assert_eq!(e.next_step(&p, t("14:00")), Some((t("14:45"), Step::Reminder)));
+    p.advance(Step::Reminder).unwrap();
+    assert_eq!(e.next_step(&p, t("14:45")), Some((t("15:00"), Step::Overdue)));
+    p.advance(Step::Overdue).unwrap();
     // On time: escalation the configured time after the due time.
-    assert_eq!(
-        e.next_step(&p, false, t("15:00")),
-        Some((t("15:00") + after, Step::Escalate))
-    );
+    assert_eq!(e.next_step(&p, t("15:00")), Some((t("15:00") + after, Step::Escalate)));
     // The notice went out two hours late (the bot was down): the agent still gets the full
     // window before the team hears, not a notice and an escalation in the same second.
-    assert_eq!(
-        e.next_step(&p, false, t("17:00")),
-        Some((t("17:00") + after, Step::Escalate))
-    );
-    assert_eq!(e.next_step(&p, true, t("17:30")), None);
+    assert_eq!(e.next_step(&p, t("17:00")), Some((t("17:00") + after, Step::Escalate)));
+    p.advance(Step::Escalate).unwrap();
+    assert_eq!(e.next_step(&p, t("17:30")), None);
 }
 
 #[test]
@@ -485,7 +514,7 @@ fn agent_activity_after_the_min_gap_keeps_the_promise() {
     assert_eq!(e.open_promises().len(), 1, "5 minutes later is the same exchange");
     c.agent("Hi again, calling now", "14:30");
     assert!(e.open_promises().is_empty());
-    assert!(e.fire_due(t("16:00")).is_empty());
+    assert!(fire_due(&e, t("16:00")).is_empty());
 }
 
 #[test]
@@ -494,7 +523,7 @@ fn activity_between_reminder_and_due_stops_the_overdue() {
     let mut c = chat(&e);
     c.agent("I'll call you back by 3pm", "14:00");
     assert_eq!(c.agent("ok calling you now", "14:50"), [FollowUpReminder]);
-    assert!(e.fire_due(t("16:00")).is_empty());
+    assert!(fire_due(&e, t("16:00")).is_empty());
 }
 
 #[test]
@@ -503,17 +532,17 @@ fn done_closes_the_promise() {
     chat(&e).agent("I'll call you back by 3pm", "14:00");
     assert!(e.promise_kept("c1"));
     assert!(!e.promise_kept("c1"));
-    assert!(e.fire_due(t("16:00")).is_empty());
+    assert!(fire_due(&e, t("16:00")).is_empty());
 }
 
 #[test]
 fn snooze_moves_the_promise_and_rearms_its_reminders() {
     let e = engine();
     chat(&e).agent("I'll call you back by 3pm", "14:00");
-    assert_eq!(e.fire_due(t("14:45")).len(), 1);
+    assert_eq!(fire_due(&e, t("14:45")).len(), 1);
     assert!(e.snooze("c1", t("15:45")));
-    assert!(e.fire_due(t("15:00")).is_empty(), "the old due time no longer fires");
-    let kinds: Vec<_> = e.fire_due(t("16:00")).into_iter().map(|n| (n.kind, n.at)).collect();
+    assert!(fire_due(&e, t("15:00")).is_empty(), "the old due time no longer fires");
+    let kinds: Vec<_> = fire_due(&e, t("16:00")).into_iter().map(|n| (n.kind, n.at)).collect();
     assert_eq!(kinds, [(FollowUpReminder, t("15:30")), (FollowUpOverdue, t("15:45"))]);
     assert!(!e.snooze("nope", t("16:00")));
 }
@@ -529,7 +558,10 @@ fn a_second_promise_within_the_cooldown_updates_the_first() {
         (open.len(), open[0].source, open[0].due.at),
         (1, MessageRef(1), t("11:00"))
     );
-    let fired: Vec<_> = e.fire_due(t("12:00")).into_iter().map(|n| (n.kind, n.source)).collect();
+    let fired: Vec<_> = fire_due(&e, t("12:00"))
+        .into_iter()
+        .map(|n| (n.kind, n.source))
+        .collect();
     assert_eq!(
         fired,
         [(FollowUpReminder, MessageRef(1)), (FollowUpOverdue, MessageRef(1))]
@@ -562,7 +594,7 @@ fn the_customer_chasing_the_promise_is_the_overdue_story() {
         (n[0].kind, n[0].source, n[0].evidence.as_str()),
         (FollowUpOverdue, MessageRef(1), "you said you'd call")
     );
-    assert!(e.fire_due(t("23:59")).is_empty() && e.fire_due("2026-11-25T00:00:00Z".parse().unwrap()).is_empty());
+    assert!(fire_due(&e, t("23:59")).is_empty() && fire_due(&e, "2026-11-25T00:00:00Z".parse().unwrap()).is_empty());
     // Still waiting on the order itself is a different failure.
     let e = engine();
     let mut c = chat(&e);
@@ -572,10 +604,70 @@ fn the_customer_chasing_the_promise_is_the_overdue_story() {
 }
 
 #[test]
+fn the_engine_moves_its_promise_through_the_state_machine() {
+    let e = engine();
+    let mut c = chat(&e);
+    c.agent("I'll call you tomorrow", "10:00");
+    assert_eq!(e.promise("c1").unwrap().state(), PromiseState::Open);
+    assert!(e.promise_step_sent("c1", MessageRef(1), Step::Reminder));
+    assert_eq!(e.promise("c1").unwrap().state(), PromiseState::Reminded);
+    assert!(
+        !e.promise_step_sent("c1", MessageRef(1), Step::Reminder),
+        "a heads-up goes out once"
+    );
+    assert!(
+        !e.promise_step_sent("c1", MessageRef(1), Step::Escalate),
+        "not before the overdue notice"
+    );
+    assert!(
+        !e.promise_step_sent("c1", MessageRef(9), Step::Overdue),
+        "another message's promise"
+    );
+    assert!(e.snooze("c1", t("18:00")));
+    assert_eq!(e.promise("c1").unwrap().state(), PromiseState::Snoozed);
+    // The customer chasing it is the overdue notice: the scheduled one is then refused.
+    assert_eq!(c.customer("you said you'd call me back!!", "10:40"), [FollowUpOverdue]);
+    assert_eq!(e.promise("c1").unwrap().state(), PromiseState::Overdue);
+    assert!(!e.promise_step_sent("c1", MessageRef(1), Step::Overdue));
+    assert_eq!(c.customer("you said you'd call me back!!", "10:50"), []);
+    assert!(e.promise_step_sent("c1", MessageRef(1), Step::Escalate));
+    assert_eq!(e.next_step(&e.promise("c1").unwrap(), t("18:00")), None);
+    // Kept: the engine lets it go, and nothing moves it again.
+    assert!(e.promise_kept("c1"));
+    assert!(e.promise("c1").is_none());
+    assert!(!e.promise_step_sent("c1", MessageRef(1), Step::Overdue));
+    assert!(!e.snooze("c1", t("19:00")));
+}
+
+#[test]
+fn a_restored_promise_carries_on_from_its_stored_state() {
+    let e = engine();
+    chat(&e).agent("I'll call you back by 3pm", "14:00");
+    let stored = e.promise("c1").unwrap().in_state(PromiseState::Reminded);
+    let e2 = engine();
+    e2.restore("c1", e.context("c1").unwrap(), Some(stored.clone()));
+    assert_eq!(e2.promise("c1").unwrap().state(), PromiseState::Reminded);
+    let fired: Vec<_> = fire_due(&e2, t("16:00")).into_iter().map(|n| n.kind).collect();
+    assert_eq!(
+        fired,
+        [FollowUpOverdue],
+        "the heads-up already went out before the restart"
+    );
+    // A closed promise is not brought back to be reminded.
+    let e3 = engine();
+    e3.restore(
+        "c1",
+        e.context("c1").unwrap(),
+        Some(stored.in_state(PromiseState::Done)),
+    );
+    assert!(e3.promise("c1").is_none());
+}
+
+#[test]
 fn a_promise_due_sooner_than_the_lead_gets_only_the_overdue() {
     let e = engine();
     chat(&e).agent("I'll call you back in 10 minutes", "10:00");
-    let kinds: Vec<_> = e.fire_due(t("11:00")).into_iter().map(|n| n.kind).collect();
+    let kinds: Vec<_> = fire_due(&e, t("11:00")).into_iter().map(|n| n.kind).collect();
     assert_eq!(kinds, [FollowUpOverdue]);
 }
 
@@ -587,7 +679,7 @@ fn settings_change_the_timing() {
     };
     let e = engine_with(settings);
     chat(&e).agent("I'll call you back by 3pm", "10:00");
-    assert_eq!(e.next_due(), Some(t("14:00")));
+    assert_eq!(next_due(&e), Some(t("14:00")));
 }
 
 #[test]
@@ -601,7 +693,7 @@ fn idle_conversations_are_forgotten_but_open_promises_are_not() {
     assert_eq!(e.conversations(), 1);
     // b's promise went overdue on the 24th at 17:00; it is dropped 12 hours after that.
     let late: Timestamp = "2026-11-25T05:00:00Z".parse().unwrap();
-    e.fire_due(late);
+    fire_due(&e, late);
     assert_eq!(e.forget_idle(late), 1);
 }
 
