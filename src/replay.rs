@@ -198,7 +198,150 @@ pub fn replay_all<'a>(
 mod tests {
     use super::*;
     use crate::config::Sources;
+    use crate::engine::{Message, NudgeKind, PromiseState, Role};
     use crate::transcript::parse_line;
+
+    /// Monday 2026-11-23 at `hm` UTC.
+    fn t(hm: &str) -> Timestamp {
+        format!("2026-11-23T{hm}:00Z").parse().unwrap()
+    }
+
+    /// Reads one message in conversation `c` as replay does: what fell due first, then the message.
+    fn say(engine: &Engine, timeline: &mut Timeline, line: u64, role: Role, text: &str, at: Timestamp) -> Vec<Nudge> {
+        let mut out = timeline.fire_due(engine, at);
+        let author = if role == Role::Agent { "ana" } else { "cust" };
+        let reading = engine.read(
+            &Message {
+                conversation: "c",
+                author,
+                role,
+                text,
+                at,
+                source: MessageRef(line),
+            },
+            false,
+        );
+        timeline.book(engine, "c");
+        out.extend(reading.nudges);
+        out
+    }
+
+    fn kinds_and_times(nudges: &[Nudge]) -> Vec<(NudgeKind, Timestamp)> {
+        nudges.iter().map(|n| (n.kind, n.at)).collect()
+    }
+
+    #[test]
+    fn the_heads_up_and_the_overdue_notice_fire_once_each_at_their_scheduled_times() {
+        let engine = Sources::default().engine().unwrap();
+        let mut timeline = Timeline::new();
+        say(
+            &engine,
+            &mut timeline,
+            1,
+            Role::Agent,
+            "I'll call you back by 3pm with an update.",
+            t("14:00"),
+        );
+        let promise = engine.promise("c").unwrap();
+        let (remind_at, step) = engine.next_step(&promise, t("14:00")).unwrap();
+        assert_eq!((timeline.next_due(), step), (Some(remind_at), Step::Reminder));
+        assert!(timeline
+            .fire_due(&engine, remind_at - jiff::SignedDuration::from_secs(1))
+            .is_empty());
+        let due = promise.due().at;
+        // A clock that jumps past both sends both, in time order.
+        let fired = timeline.fire_due(&engine, due + jiff::SignedDuration::from_hours(3));
+        assert_eq!(
+            kinds_and_times(&fired),
+            [
+                (NudgeKind::FollowUpReminder, remind_at),
+                (NudgeKind::FollowUpOverdue, due)
+            ]
+        );
+        assert_eq!(engine.promise("c").unwrap().state(), PromiseState::Overdue);
+        // The escalation is the bot's: replay books nothing more.
+        assert_eq!(timeline.next_due(), None);
+        assert!(timeline
+            .fire_due(&engine, due + jiff::SignedDuration::from_hours(48))
+            .is_empty());
+    }
+
+    #[test]
+    fn entries_of_a_promise_moved_or_kept_meanwhile_are_dropped_when_they_come_up() {
+        let engine = Sources::default().engine().unwrap();
+        let mut timeline = Timeline::new();
+        say(
+            &engine,
+            &mut timeline,
+            1,
+            Role::Agent,
+            "I'll call you back by 3pm with an update.",
+            t("14:00"),
+        );
+        let old_due = engine.promise("c").unwrap().due().at;
+        // Snoozed to later: the old heads-up and overdue times pass in silence.
+        let until = old_due + jiff::SignedDuration::from_hours(2);
+        assert!(engine.snooze("c", until));
+        timeline.book(&engine, "c");
+        assert!(timeline
+            .fire_due(&engine, old_due + jiff::SignedDuration::from_mins(30))
+            .is_empty());
+        let fired = timeline.fire_due(&engine, until);
+        assert_eq!(
+            fired.iter().map(|n| n.kind).collect::<Vec<_>>(),
+            [NudgeKind::FollowUpReminder, NudgeKind::FollowUpOverdue]
+        );
+        // A new promise, kept by the agent's return: its booked heads-up never goes out.
+        say(
+            &engine,
+            &mut timeline,
+            2,
+            Role::Agent,
+            "I'll email you by 6pm today.",
+            t("17:10"),
+        );
+        assert!(timeline.next_due().is_some());
+        say(
+            &engine,
+            &mut timeline,
+            3,
+            Role::Agent,
+            "Here is the update I promised.",
+            t("17:40"),
+        );
+        assert!(engine.promise("c").is_none());
+        assert!(timeline.fire_due(&engine, t("23:00")).is_empty());
+    }
+
+    #[test]
+    fn a_customer_chasing_the_promise_takes_the_place_of_its_overdue_notice() {
+        let engine = Sources::default().engine().unwrap();
+        let mut timeline = Timeline::new();
+        say(
+            &engine,
+            &mut timeline,
+            1,
+            Role::Agent,
+            "I'll call you back by 3pm with an update.",
+            t("14:00"),
+        );
+        let due = engine.promise("c").unwrap().due().at;
+        let chased = say(
+            &engine,
+            &mut timeline,
+            2,
+            Role::Customer,
+            "you said you'd call me back!!",
+            t("14:20"),
+        );
+        assert_eq!(
+            chased.iter().map(|n| n.kind).collect::<Vec<_>>(),
+            [NudgeKind::FollowUpOverdue]
+        );
+        assert!(timeline
+            .fire_due(&engine, due + jiff::SignedDuration::from_hours(5))
+            .is_empty());
+    }
 
     /// An agent who started typing longer ago than time goes back: this panicked (found while
     /// writing the `transcript_line` fuzz target; its corpus keeps the line).

@@ -340,3 +340,39 @@ where
         "excerpt": r.try_get::<String, _>(14)?,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_promise_comes_back_to_the_engine_in_its_stored_state() {
+        let row = |state| StoredPromise {
+            id: 1,
+            guild: 2,
+            conversation: 3,
+            agent: 4,
+            customer: None,
+            message: 5,
+            rule: "r".into(),
+            evidence: "I'll call you".into(),
+            excerpt: "I'll call you by 3pm".into(),
+            made_at: 1_000,
+            due_at: 61_000,
+            due_words: Some("by 3pm".into()),
+            state,
+            next_step: None,
+            next_at: None,
+            reminders: 0,
+            updated_at: 1_000,
+            closed_at: None,
+            escalated_at: None,
+        };
+        for state in PromiseState::ALL {
+            let promise = row(state).to_engine();
+            assert_eq!(promise.state(), state);
+            assert_eq!(promise.due().at, from_ms(61_000));
+            assert_eq!(promise.source, MessageRef(5));
+        }
+    }
+}
