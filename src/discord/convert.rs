@@ -22,3 +22,11 @@ pub fn timestamp(t: &serenity::all::Timestamp) -> jiff::Timestamp {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| jiff::Timestamp::from_second(t.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
 }
+
+/// Discord's first second of 2015, where snowflake time starts.
+const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
+
+/// The Unix time (ms) a snowflake was made at.
+pub fn snowflake_ms(id: u64) -> i64 {
+    ((id >> 22) as i64).saturating_add(DISCORD_EPOCH_MS)
+}

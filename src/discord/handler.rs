@@ -16,6 +16,7 @@ use super::convert::{self, ChannelInfo};
 use super::delivery::{jump_link, Deliverer};
 use super::reminders::Reminders;
 use super::Guilds;
+use crate::coach::order::Lanes;
 use crate::engine::{self, Context as Recovery, Engine, Nudge, NudgeKind, PromiseChange, Role};
 use crate::store::records::nudge_key;
 use crate::store::writer::{Write, Writer};
@@ -58,6 +59,17 @@ pub struct Handler {
     pub in_flight: InFlight,
     /// Messages handled so far (for benchmarks and, later, metrics).
     pub messages_seen: std::sync::atomic::AtomicU64,
+    /// Each conversation's messages, edits and typing, put back in Discord's order.
+    pub order: Arc<Lanes<(Context, Gateway)>>,
+    /// Messages the engine read after a later one of their conversation (ordering failed).
+    pub out_of_order: std::sync::atomic::AtomicU64,
+}
+
+/// A gateway event that belongs to a conversation's order.
+pub enum Gateway {
+    Message(Box<Message>),
+    Edit(Option<Box<Message>>, Box<MessageUpdateEvent>),
+    Typing(Box<TypingStartEvent>),
 }
 
 /// Counts work in progress; shutdown waits for it to drain.
@@ -105,6 +117,11 @@ pub type OnceDeliverer = std::sync::OnceLock<Deliverer>;
 impl Handler {
     pub fn is_ready(&self) -> bool {
         self.connected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether an event comes from a guild this bot coaches.
+    fn configured(&self, guild: Option<GuildId>) -> bool {
+        guild.is_some_and(|g| self.config.guild(g.get()).is_some())
     }
 
     fn deliverer(&self) -> Option<&Deliverer> {
@@ -404,6 +421,15 @@ impl Handler {
         let started = std::time::Instant::now();
         let reading = engine.read(&message, !edited);
         metrics::histogram!(super::metrics::ENGINE_TIME).record(started.elapsed().as_secs_f64());
+        if reading.out_of_order {
+            self.out_of_order.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics::counter!(super::metrics::OUT_OF_ORDER).increment(1);
+            tracing::warn!(
+                conversation,
+                message = msg.id.get(),
+                "read a message after a later one of its conversation"
+            );
+        }
         let channel = msg.channel_id.get();
         if !reading.changes.is_empty() {
             self.record(guild.id, engine, channel, reading.changes).await;
@@ -495,6 +521,72 @@ impl Handler {
         true
     }
 
+    /// Puts an event in its conversation's lane; the task that finds the lane idle lets the
+    /// lane's events out to the engine in Discord's order (see [`crate::coach::order`]).
+    async fn in_order(&self, conversation: u64, at_ms: i64, snowflake: u64, ctx: Context, event: Gateway) {
+        let _busy = self.in_flight.enter();
+        let Some(mut drain) = self.order.push(conversation, at_ms, snowflake, (ctx, event)) else {
+            return;
+        };
+        while let Some(released) = drain.next().await {
+            if released.late {
+                metrics::counter!(super::metrics::EVENTS_LATE).increment(1);
+                tracing::debug!(
+                    conversation,
+                    "an event reached the engine after a later one of its conversation"
+                );
+            }
+            let (ctx, event) = released.event;
+            match event {
+                Gateway::Message(msg) => {
+                    self.on_message(&ctx, &msg, false).await;
+                    self.messages_seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics::counter!(super::metrics::MESSAGES).increment(1);
+                }
+                Gateway::Edit(new, event) => {
+                    // Re-read the edited text; (message, kind) bookkeeping in `send` stops double nudges.
+                    let msg = match new {
+                        Some(m) => *m,
+                        None => match ctx.http.get_message(event.channel_id, event.id).await {
+                            Ok(m) => m,
+                            Err(_) => continue,
+                        },
+                    };
+                    self.on_message(&ctx, &msg, true).await;
+                }
+                Gateway::Typing(event) => self.on_typing(&ctx, &event).await,
+            }
+        }
+    }
+
+    async fn on_typing(&self, ctx: &Context, event: &TypingStartEvent) {
+        let Some(guild_id) = event.guild_id else { return };
+        let Some(guild) = self.config.guild(guild_id.get()) else {
+            return;
+        };
+        if event.user_id == ctx.cache.current_user().id {
+            return;
+        }
+        let roles: Option<Vec<u64>> = event.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect());
+        if !self.is_agent(guild, event.user_id.get(), roles.as_deref())
+            || !self.is_watched(guild, event.channel_id.get())
+        {
+            return;
+        }
+        let Some(engine) = self.guilds.engine(guild.id) else {
+            return;
+        };
+        let now = self.guilds.clock().now();
+        let nudges = engine.typing(
+            &event.channel_id.get().to_string(),
+            &event.user_id.get().to_string(),
+            now,
+        );
+        if !nudges.is_empty() {
+            self.send(guild, event.channel_id.get(), nudges).await;
+        }
+    }
+
     async fn on_component(&self, ctx: &Context, c: &ComponentInteraction) {
         let parts: Vec<&str> = c.data.custom_id.splitn(5, ':').collect();
         let reply = match parts.as_slice() {
@@ -571,10 +663,13 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, ctx: Context, msg: Message) {
-        let _busy = self.in_flight.enter();
-        self.on_message(&ctx, &msg, false).await;
-        self.messages_seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics::counter!(super::metrics::MESSAGES).increment(1);
+        if !self.configured(msg.guild_id) {
+            return;
+        }
+        let at = convert::timestamp(&msg.timestamp).as_millisecond();
+        let (channel, id) = (msg.channel_id.get(), msg.id.get());
+        self.in_order(channel, at, id, ctx, Gateway::Message(Box::new(msg)))
+            .await;
     }
 
     async fn message_update(
@@ -584,45 +679,34 @@ impl EventHandler for Handler {
         new: Option<Message>,
         event: MessageUpdateEvent,
     ) {
-        let _busy = self.in_flight.enter();
-        // Re-read the edited text; (message, kind) bookkeeping in `send` stops double nudges.
-        let msg = match new {
-            Some(m) => m,
-            None => match ctx.http.get_message(event.channel_id, event.id).await {
-                Ok(m) => m,
-                Err(_) => return,
-            },
-        };
-        self.on_message(&ctx, &msg, true).await;
+        if !self.configured(event.guild_id) {
+            return;
+        }
+        // An edit takes its place at the time it was made.
+        let at = event
+            .edited_timestamp
+            .or(event.timestamp)
+            .map(|t| convert::timestamp(&t).as_millisecond())
+            .unwrap_or_else(|| convert::snowflake_ms(event.id.get()));
+        let (channel, id) = (event.channel_id.get(), event.id.get());
+        let edit = Gateway::Edit(new.map(Box::new), Box::new(event));
+        self.in_order(channel, at, id, ctx, edit).await;
     }
 
     async fn typing_start(&self, ctx: Context, event: TypingStartEvent) {
-        let _busy = self.in_flight.enter();
-        let Some(guild_id) = event.guild_id else { return };
-        let Some(guild) = self.config.guild(guild_id.get()) else {
+        if !self.configured(event.guild_id) {
             return;
+        }
+        // Typing carries only its second: it goes at the start of that second, but never before
+        // what already reached the engine.
+        let channel = event.channel_id.get();
+        let second = (event.timestamp as i64).saturating_mul(1000);
+        let (at, snowflake) = match self.order.last_released(channel) {
+            Some((at, snowflake)) if at >= second => (at, snowflake),
+            _ => (second, 0),
         };
-        if event.user_id == ctx.cache.current_user().id {
-            return;
-        }
-        let roles: Option<Vec<u64>> = event.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect());
-        if !self.is_agent(guild, event.user_id.get(), roles.as_deref())
-            || !self.is_watched(guild, event.channel_id.get())
-        {
-            return;
-        }
-        let Some(engine) = self.guilds.engine(guild.id) else {
-            return;
-        };
-        let now = self.guilds.clock().now();
-        let nudges = engine.typing(
-            &event.channel_id.get().to_string(),
-            &event.user_id.get().to_string(),
-            now,
-        );
-        if !nudges.is_empty() {
-            self.send(guild, event.channel_id.get(), nudges).await;
-        }
+        self.in_order(channel, at, snowflake, ctx, Gateway::Typing(Box::new(event)))
+            .await;
     }
 
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {

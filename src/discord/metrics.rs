@@ -15,6 +15,10 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use super::handler::Handler;
 
 pub const MESSAGES: &str = "backstop_messages_seen_total";
+/// Events that reached the engine after a later event of their conversation (see `coach::order`).
+pub const EVENTS_LATE: &str = "backstop_events_late_total";
+/// Messages the engine read after a later message of their conversation: what ordering prevents.
+pub const OUT_OF_ORDER: &str = "backstop_messages_out_of_order_total";
 pub const NUDGES: &str = "backstop_nudges_total";
 /// Cues whose first agent reply already apologized for the failure by name (no nudge needed).
 pub const RECOVERED_UNPROMPTED: &str = "backstop_recovered_unprompted_total";

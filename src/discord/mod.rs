@@ -242,6 +242,8 @@ pub async fn start(
             .collect(),
         in_flight: Default::default(),
         messages_seen: Default::default(),
+        order: Default::default(),
+        out_of_order: Default::default(),
     });
     let mut client = ClientBuilder::new_with_http(http, INTENTS)
         .event_handler_arc(handler.clone())
@@ -335,6 +337,7 @@ async fn housekeeping(handler: Arc<Handler>, mut stop: stop::Stop) {
         handler.flush_contexts();
         if handler.writer.flush(Duration::from_secs(10)).await {
             let forgotten: usize = handler.guilds.all().map(|(_, e)| e.forget_idle(now)).sum();
+            handler.order.prune(Duration::from_secs(600));
             if forgotten > 0 {
                 tracing::debug!(forgotten, "idle conversations left to the store");
             }
