@@ -180,18 +180,18 @@ fn main() {
             sent_at.lock().unwrap().insert(message_id, Instant::now());
             stand_in.dispatch("MESSAGE_CREATE", m);
         }
-        let handler = bot.handler.clone();
-        while handler.messages_seen.load(Ordering::Relaxed) < records.len() as u64 {
+        let coach = bot.coach.clone();
+        while coach.messages_seen.load(Ordering::Relaxed) < records.len() as u64 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        handler.in_flight.drain(Duration::from_secs(30)).await;
+        coach.in_flight.drain(Duration::from_secs(30)).await;
         let elapsed = started.elapsed();
         let burst_dms = latencies.lock().unwrap().len();
         // Latency without queueing: replay the same stream in new threads (fresh conversations),
         // one message at a time, sending the next once the bot has taken the previous one.
         latencies.lock().unwrap().clear();
         sent_at.lock().unwrap().clear();
-        let base = handler.messages_seen.load(Ordering::Relaxed);
+        let base = coach.messages_seen.load(Ordering::Relaxed);
         for (i, r) in records.iter().enumerate() {
             let (id, role) = people[&r.author];
             let roles: Vec<u64> = if role == Role::Agent { vec![AGENT_ROLE] } else { vec![] };
@@ -213,11 +213,11 @@ fn main() {
             clock.advance_to(r.ts.checked_add(jiff::SignedDuration::from_hours(48)).unwrap());
             sent_at.lock().unwrap().insert(message_id, Instant::now());
             stand_in.dispatch("MESSAGE_CREATE", m);
-            while handler.messages_seen.load(Ordering::Relaxed) < base + i as u64 + 1 {
+            while coach.messages_seen.load(Ordering::Relaxed) < base + i as u64 + 1 {
                 tokio::task::yield_now().await;
             }
         }
-        handler.in_flight.drain(Duration::from_secs(30)).await;
+        coach.in_flight.drain(Duration::from_secs(30)).await;
         let mut lat = latencies.lock().unwrap().clone();
         lat.sort();
         let pct = |p: f64| {

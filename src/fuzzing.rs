@@ -68,11 +68,7 @@ fn clear_problems(what: &str, p: &Problems) {
 fn deliver(engine: &Engine, nudges: &[Nudge]) {
     let schedule = &engine.settings().schedule;
     for nudge in nudges {
-        let _ = delivery::render(
-            nudge,
-            Some(delivery::jump_link(1, 2, serenity::all::MessageId::new(3))),
-            schedule,
-        );
+        let _ = delivery::render(nudge, Some(crate::coach::jump_link(1, 2, 3)), schedule);
         if let Some(due) = &nudge.due {
             let _ = format_due(due.at, schedule);
         }
@@ -345,18 +341,19 @@ pub fn gateway_payload(data: &[u8]) {
                 if let Some(at) = &e.timestamp {
                     let _ = convert::timestamp(at);
                 }
+                let _ = convert::snowflake_time(e.id.get());
             }
             Event::InteractionCreate(e) => command(&base().prompts(), &e.interaction),
             Event::GuildCreate(e) => {
                 for c in e.guild.channels.values().chain(&e.guild.threads) {
-                    let _ = convert::ChannelInfo::of(c);
+                    let _ = convert::parent(c);
                 }
             }
             Event::ChannelCreate(e) => {
-                let _ = convert::ChannelInfo::of(&e.channel);
+                let _ = convert::parent(&e.channel);
             }
             Event::ThreadCreate(e) => {
-                let _ = convert::ChannelInfo::of(&e.thread);
+                let _ = convert::parent(&e.thread);
             }
             _ => {}
         }
@@ -365,33 +362,35 @@ pub fn gateway_payload(data: &[u8]) {
         message(&m);
     }
     if let Ok(c) = serde_json::from_slice::<GuildChannel>(data) {
-        let _ = convert::ChannelInfo::of(&c);
+        let _ = convert::parent(&c);
     }
     if let Ok(i) = serde_json::from_slice::<Interaction>(data) {
         command(&base().prompts(), &i);
     }
 }
 
-/// A Discord message read by the engine as `on_message` reads it (members with roles as agents).
+/// A Discord message converted as the event handler converts it, and read by the engine as the
+/// coach reads it (members with roles as agents).
 fn message(msg: &serenity::all::Message) {
     let nick = msg.member.as_ref().and_then(|m| m.nick.as_deref());
     let _ = nick.unwrap_or(msg.author.display_name());
-    let agent = msg.member.as_ref().is_some_and(|m| !m.roles.is_empty());
-    let conversation = msg.channel_id.get().to_string();
-    let author = msg.author.id.get().to_string();
+    let Some(posted) = convert::posted(msg, Some(1)) else {
+        return;
+    };
+    let agent = posted.roles.as_ref().is_some_and(|r| !r.is_empty());
+    let conversation = posted.channel.to_string();
+    let author = posted.author.to_string();
     let engine = engine();
     let message = Message {
         conversation: &conversation,
         author: &author,
         role: if agent { Role::Agent } else { Role::Customer },
-        text: &msg.content,
-        at: convert::timestamp(&msg.timestamp),
-        source: MessageRef(msg.id.get()),
+        text: &posted.text,
+        at: posted.at,
+        source: MessageRef(posted.id),
     };
     let reading = engine.read(&message, true);
-    let jump = msg
-        .guild_id
-        .map(|g| delivery::jump_link(g.get(), msg.channel_id.get(), msg.id));
+    let jump = Some(crate::coach::jump_link(posted.guild, posted.channel, posted.id));
     for nudge in &reading.nudges {
         let _ = delivery::render(nudge, jump.clone(), &engine.settings().schedule);
     }

@@ -18,6 +18,7 @@
 
 pub mod checklist;
 pub mod clock;
+pub mod coach;
 pub mod config;
 pub mod digest;
 pub mod discord;

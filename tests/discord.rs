@@ -12,7 +12,9 @@ use backstop::clock::{Clock, ManualClock};
 use backstop::discord::config::{BotConfig, Token};
 use backstop::discord::{start, Endpoint, Options, Running};
 use backstop::store::{StorageConfig, Store};
-use backstop_stand_in::{message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, Recorded, RoleSpec, StandIn};
+use backstop_stand_in::{
+    channel_json, message_json, user_json, ChannelSpec, GuildSpec, MemberSpec, Recorded, RoleSpec, StandIn,
+};
 
 const GUILD: u64 = 900_000_000_000_000_001;
 const AGENT_ROLE: u64 = 900_000_000_000_000_010;
@@ -146,7 +148,7 @@ async fn setup_with(extra: &str) -> Setup {
         stand_in.wait_identified(WAIT).await,
         "the bot identifies with the gateway"
     );
-    // Commands are registered on READY; once they are, the handler has the session.
+    // Commands are registered on READY; once they are, the coach has the session.
     let registered = stand_in
         .wait_until(WAIT, |r| r.iter().any(|r| r.path.ends_with("/commands")))
         .await;
@@ -190,13 +192,13 @@ impl Setup {
     /// Dispatches a message event and waits until the bot has taken it, as a human-paced chat
     /// would: serenity handles events concurrently, so back-to-back sends could be read out of order.
     fn dispatch_and_wait(&self, kind: &str, event: Value) {
-        let handler = &self.bot.as_ref().unwrap().handler;
-        let before = handler.messages_seen.load(std::sync::atomic::Ordering::SeqCst);
+        let coach = &self.bot.as_ref().unwrap().coach;
+        let before = coach.messages_seen.load(std::sync::atomic::Ordering::SeqCst);
         self.stand_in.dispatch(kind, event);
         let deadline = std::time::Instant::now() + WAIT;
         // The runtime is multi-threaded: let it move other work off this thread while it waits.
         tokio::task::block_in_place(|| {
-            while handler.messages_seen.load(std::sync::atomic::Ordering::SeqCst) == before
+            while coach.messages_seen.load(std::sync::atomic::Ordering::SeqCst) == before
                 && std::time::Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(2));
@@ -753,7 +755,7 @@ async fn coach_stats_is_for_leads_only() {
     s.say(TICKET, ANA, "Hi!", "09:00");
     s.say(TICKET, CUST, "I never got my refund", "09:01");
     s.wait_dms(ANA, 1).await;
-    s.settle().await; // the handler records a delivery once Discord has answered it
+    s.settle().await; // the coach records a delivery once Discord has answered it
     let stats = json!([{"name": "stats", "type": 1, "options": []}]);
     let refused = s
         .answer(&s.interact(2, "coach", stats.clone(), ANA, &[AGENT_ROLE], 0))
@@ -914,6 +916,117 @@ async fn an_edited_message_is_reread_without_a_second_nudge() {
     s.stand_in.dispatch("MESSAGE_UPDATE", edited);
     s.settle().await;
     assert_eq!(s.dms_to(ANA).len(), 1);
+    s.stop().await;
+}
+
+/// Dispatches `lines` (channel, author, text, second of the day) back to back, without waiting
+/// for the bot between them, as a busy gateway does; then waits until the bot read them all.
+async fn burst(s: &Setup, lines: &[(u64, u64, String, u32)]) {
+    let coach = &s.bot.as_ref().unwrap().coach;
+    let before = coach.messages_seen.load(std::sync::atomic::Ordering::SeqCst);
+    for (channel, author, text, second) in lines {
+        let (name, roles) = if *author == CUST {
+            ("cust", vec![])
+        } else {
+            ("ana", vec![AGENT_ROLE])
+        };
+        let ts = format!(
+            "2026-11-23T{:02}:{:02}:{:02}Z",
+            second / 3600,
+            second / 60 % 60,
+            second % 60
+        );
+        let m = message_json(
+            s.stand_in.snowflake(),
+            *channel,
+            Some(GUILD),
+            user_json(*author, name, false),
+            Some(&roles),
+            text,
+            &ts,
+            json!({}),
+        );
+        s.stand_in.dispatch("MESSAGE_CREATE", m);
+    }
+    let all = before + lines.len() as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while coach.messages_seen.load(std::sync::atomic::Ordering::SeqCst) < all {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bot read every message of the burst"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A customer and an agent taking turns, where the order decides what is coaching: each
+/// complaint opens a problem, and each reply explains before it apologizes.
+fn turns(channel: u64, n: usize, start: u32) -> Vec<(u64, u64, String, u32)> {
+    (0..n)
+        .map(|i| {
+            let (author, text) = if i % 2 == 0 {
+                (
+                    CUST,
+                    format!("I still haven't received order {i} and nobody called me back"),
+                )
+            } else {
+                (
+                    ANA,
+                    format!("Our warehouse was short-staffed, so order {} shipped late", i - 1),
+                )
+            };
+            (channel, author, text, start + i as u32)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_messages_at_once_reach_the_engine_in_discord_order() {
+    let s = setup().await;
+    s.clock.advance_to("2026-11-23T12:00:00Z".parse().unwrap());
+    burst(&s, &turns(THREAD, 200, 10 * 3600)).await;
+    let coach = &s.bot.as_ref().unwrap().coach;
+    assert_eq!(
+        coach.out_of_order.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the engine never read a message after a later one"
+    );
+    let stats = coach.order.stats();
+    assert_eq!((stats.released, stats.late), (200, 0), "{stats:?}");
+    // Read in order, every reply follows its complaint, so the explanations are coached.
+    assert!(!s.dms_to(ANA).is_empty(), "the agent was coached");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_threads_at_once_are_each_in_order_and_read_side_by_side() {
+    let s = setup().await;
+    let threads: Vec<u64> = (0..30).map(|i| THREAD + 1_000 + i).collect();
+    for (i, id) in threads.iter().enumerate() {
+        let spec = ChannelSpec {
+            id: *id,
+            kind: 11,
+            name: format!("order help {i}"),
+            parent_id: Some(SUPPORT),
+        };
+        s.stand_in.dispatch("THREAD_CREATE", channel_json(&spec, GUILD));
+    }
+    s.settle().await;
+    s.clock.advance_to("2026-11-23T12:00:00Z".parse().unwrap());
+    // Round robin: the threads' messages interleave on the gateway.
+    let per_thread: Vec<Vec<_>> = threads.iter().map(|t| turns(*t, 10, 10 * 3600)).collect();
+    let lines: Vec<_> = (0..10)
+        .flat_map(|i| per_thread.iter().map(move |t| t[i].clone()))
+        .collect();
+    burst(&s, &lines).await;
+    let coach = &s.bot.as_ref().unwrap().coach;
+    assert_eq!(coach.out_of_order.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let stats = coach.order.stats();
+    assert_eq!((stats.released, stats.late), (300, 0), "{stats:?}");
+    assert!(
+        stats.peak_lanes > 1,
+        "conversations are not read one after another: {stats:?}"
+    );
     s.stop().await;
 }
 
@@ -1266,8 +1379,8 @@ async fn digests_missed_while_down_are_posted_once_and_never_twice() {
 async fn housekeeping_runs_on_the_bots_clock_and_forgets_idle_conversations() {
     let s = setup().await;
     s.say(TICKET, ANA, "Hi, thanks for reaching out. How can I help?", "09:00");
-    let handler = s.bot.as_ref().unwrap().handler.clone();
-    let engine = handler.guilds.engine(GUILD).unwrap().clone();
+    let coach = s.bot.as_ref().unwrap().coach.clone();
+    let engine = coach.guilds.engine(GUILD).unwrap().clone();
     assert_eq!(engine.conversations(), 1);
     // Moving the bot's clock past `forget_idle_after` (12 h) wakes housekeeping: no real
     // ten-minute wait.
@@ -1324,8 +1437,8 @@ async fn after_an_outage_past_the_due_time_the_agent_hears_first_and_once() {
         "then the lapse goes to the team"
     );
     // The log says when each went out and the promise counts what reached someone.
-    let handler = s.bot.as_ref().unwrap().handler.clone();
-    let log = handler.store.export_nudges(0).await.unwrap();
+    let coach = s.bot.as_ref().unwrap().coach.clone();
+    let log = coach.store.export_nudges(0).await.unwrap();
     let overdue: Vec<&Value> = log.iter().filter(|n| n["kind"] == "follow_up_overdue").collect();
     assert_eq!(overdue.len(), 1);
     assert_eq!(
@@ -1335,10 +1448,10 @@ async fn after_an_outage_past_the_due_time_the_agent_hears_first_and_once() {
     assert!(log.iter().all(|n| n["kind"] != "follow_up_reminder"));
     // The escalation is recorded just after it is posted.
     let deadline = std::time::Instant::now() + WAIT;
-    let mut promises = handler.store.export_promises(0).await.unwrap();
+    let mut promises = coach.store.export_promises(0).await.unwrap();
     while promises[0]["state"] != "escalated" && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        promises = handler.store.export_promises(0).await.unwrap();
+        promises = coach.store.export_promises(0).await.unwrap();
     }
     assert_eq!(promises.len(), 1);
     assert_eq!(

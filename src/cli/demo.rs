@@ -200,7 +200,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 stand_in.dispatch("TYPING_START", typing);
                 // Time for the bot to read the typing and send what it holds before the message
                 // lands; the summary counts any that a slow machine still delivers after it.
-                tokio::time::sleep(Duration::from_millis(80)).await;
+                tokio::time::sleep(Duration::from_millis(150)).await;
             }
             clock.advance_to(r.ts);
             previous_sent = r.ts;

@@ -6,11 +6,10 @@ use serenity::all::{
     CreateInteractionResponse, CreateInteractionResponseMessage, ResolvedValue,
 };
 
-use super::config::Delivery;
-use super::handler::Handler;
+use super::bot::Bot;
+use crate::coach::config::Delivery;
 use crate::engine::{format_due, NudgeKind, Prompts};
 use crate::store::from_ms;
-use crate::store::writer::Write;
 
 /// The commands registered in every configured guild (bulk overwrite, so stale ones disappear).
 pub fn definitions() -> Vec<CreateCommand> {
@@ -161,7 +160,14 @@ pub fn phrase_answer(prompts: &Prompts, situation: Option<&str>, search: Option<
     format!("Pick a situation:\n{}", list.join("\n"))
 }
 
-pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
+/// Whether the caller of a command is a lead: a lead role, or Manage Server.
+fn is_lead(bot: &Bot, guild: u64, cmd: &CommandInteraction) -> bool {
+    let Some(member) = &cmd.member else { return false };
+    let manages = member.permissions.is_some_and(|p| p.manage_guild());
+    bot.coach.is_lead(guild, &super::convert::roles(&member.roles), manages)
+}
+
+pub async fn run(bot: &Bot, ctx: &Context, cmd: &CommandInteraction) {
     let text = match cmd.data.name.as_str() {
         "phrase" => {
             let options = cmd.data.options();
@@ -172,15 +178,15 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
                 })
             };
             phrase_answer(
-                &handler.guilds.prompts(),
+                &bot.coach.guilds.prompts(),
                 get("situation").as_deref(),
                 get("search").as_deref(),
             )
         }
-        "followups" => followups(handler, cmd).await,
-        "handoff" => handoff(handler, cmd).await,
-        "followup" => followup(handler, cmd).await,
-        "coach" => coach(handler, cmd).await,
+        "followups" => followups(bot, cmd).await,
+        "handoff" => handoff(bot, cmd).await,
+        "followup" => followup(bot, cmd).await,
+        "coach" => coach(bot, cmd).await,
         other => format!("Unknown command /{other}."),
     };
     let response =
@@ -192,15 +198,15 @@ pub async fn run(handler: &Handler, ctx: &Context, cmd: &CommandInteraction) {
 
 /// `/handoff to:@agent`: the named agent gets the conversation's brief privately, now; the
 /// customer sees nothing.
-async fn handoff(handler: &Handler, cmd: &CommandInteraction) -> String {
-    let Some(guild) = cmd.guild_id.map(|g| g.get()).and_then(|g| handler.config.guild(g)) else {
+async fn handoff(bot: &Bot, cmd: &CommandInteraction) -> String {
+    let Some(guild) = cmd.guild_id.map(|g| g.get()).and_then(|g| bot.coach.config.guild(g)) else {
         return "Use this in a server where Backstop is set up.".into();
     };
-    let Some(engine) = handler.guilds.engine(guild.id) else {
+    let Some(engine) = bot.coach.guilds.engine(guild.id) else {
         return "Backstop is not set up in this server.".into();
     };
     let caller_roles: Option<Vec<u64>> = cmd.member.as_ref().map(|m| m.roles.iter().map(|r| r.get()).collect());
-    if !handler.is_agent(guild, cmd.user.id.get(), caller_roles.as_deref()) {
+    if !bot.coach.is_agent(guild, cmd.user.id.get(), caller_roles.as_deref()) {
         return "Only agents can hand a conversation over.".into();
     }
     let Some(to_id) = cmd
@@ -224,11 +230,11 @@ async fn handoff(handler: &Handler, cmd: &CommandInteraction) -> String {
         return "That's you: pick the agent who takes over.".into();
     }
     // The brief quotes the customer: it only ever goes to an agent.
-    if !handler.is_agent(guild, to, target_roles.as_deref()) {
+    if !bot.coach.is_agent(guild, to, target_roles.as_deref()) {
         return format!("<@{to}> isn't an agent here, so they can't take over (the brief quotes the customer).");
     }
     let conversation = cmd.channel_id.get();
-    let now = handler.guilds.clock().now();
+    let now = bot.coach.guilds.clock().now();
     match engine.handoff(
         &conversation.to_string(),
         &cmd.user.id.get().to_string(),
@@ -236,7 +242,7 @@ async fn handoff(handler: &Handler, cmd: &CommandInteraction) -> String {
         now,
     ) {
         Some(brief) => {
-            handler.send(guild, conversation, vec![brief]).await;
+            bot.coach.send(guild, conversation, vec![brief]).await;
             format!("<@{to}> has a private brief of this conversation: the customer's words, the apology so far, any open promise and the wait.")
         }
         None => "Nothing to brief yet: no failure named and no open promise in this conversation.".into(),
@@ -262,16 +268,16 @@ pub(crate) fn subcommand<'a>(cmd: &'a CommandInteraction) -> Option<(&'a str, Ve
 
 /// Open promises: an agent's own, or the team's for a lead. Read from the store, so promises
 /// made before a restart are listed too.
-async fn followups(handler: &Handler, cmd: &CommandInteraction) -> String {
+async fn followups(bot: &Bot, cmd: &CommandInteraction) -> String {
     let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
         return "Use this in a server.".into();
     };
-    let Some(engine) = handler.guilds.engine(guild) else {
+    let Some(engine) = bot.coach.guilds.engine(guild) else {
         return "Backstop is not set up in this server.".into();
     };
     let schedule = &engine.settings().schedule;
-    let agent = (!handler.is_lead(guild, cmd)).then(|| cmd.user.id.get());
-    let promises = match handler.store.open_promises(guild, agent).await {
+    let agent = (!is_lead(bot, guild, cmd)).then(|| cmd.user.id.get());
+    let promises = match bot.coach.store.open_promises(guild, agent).await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list promises");
@@ -282,8 +288,7 @@ async fn followups(handler: &Handler, cmd: &CommandInteraction) -> String {
     let lines: Vec<String> = promises
         .iter()
         .map(|p| {
-            let link =
-                super::delivery::jump_link(guild, p.conversation, serenity::all::MessageId::new(p.message.max(1)));
+            let link = crate::coach::jump_link(guild, p.conversation, p.message.max(1));
             let state = if p.state.is_overdue() { " **overdue**" } else { "" };
             let who = if agent.is_none() {
                 format!(" <@{}>", p.agent)
@@ -307,46 +312,46 @@ async fn followups(handler: &Handler, cmd: &CommandInteraction) -> String {
     }
 }
 
-async fn followup(handler: &Handler, cmd: &CommandInteraction) -> String {
+async fn followup(bot: &Bot, cmd: &CommandInteraction) -> String {
     let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
         return "Use this in a server.".into();
     };
-    let Some(engine) = handler.guilds.engine(guild) else {
+    let Some(engine) = bot.coach.guilds.engine(guild) else {
         return "Backstop is not set up in this server.".into();
     };
     let conversation = cmd.channel_id.get();
     let me = cmd.user.id.get();
-    let owner = match handler.store.open_promise_in(conversation).await {
+    let owner = match bot.coach.store.open_promise_in(conversation).await {
         Ok(p) => p.map(|p| p.agent),
         Err(_) => engine
             .promise(&conversation.to_string())
             .and_then(|p| p.agent.as_str().parse().ok()),
     };
-    let now = handler.guilds.clock().now();
+    let now = bot.coach.guilds.clock().now();
     match (subcommand(cmd).map(|(name, _)| name), owner) {
         (_, None) => "There is no open promise in this conversation.".into(),
-        (_, Some(agent)) if agent != me && !handler.is_lead(guild, cmd) => {
+        (_, Some(agent)) if agent != me && !is_lead(bot, guild, cmd) => {
             "That promise is another agent's; only they or a lead can close it.".into()
         }
         (Some("done"), Some(_)) => {
-            handler.settle_promise(conversation, None).await;
+            bot.coach.settle_promise(conversation, None).await;
             "Marked done. Nice follow-through.".into()
         }
         (Some("snooze"), Some(_)) => {
             let until = now.checked_add(jiff::SignedDuration::from_hours(1)).unwrap_or(now);
-            handler.settle_promise(conversation, Some(until)).await;
+            bot.coach.settle_promise(conversation, Some(until)).await;
             "Snoozed for an hour. I'll remind you again before it's due.".into()
         }
         _ => "Use /followup done or /followup snooze.".into(),
     }
 }
 
-async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
+async fn coach(bot: &Bot, cmd: &CommandInteraction) -> String {
     let Some(guild) = cmd.guild_id.map(|g| g.get()) else {
         return "Use this in a server.".into();
     };
     let me = cmd.user.id.get();
-    let now = handler.guilds.clock().now();
+    let now = bot.coach.guilds.clock().now();
     match subcommand(cmd) {
         Some(("mute", options)) => {
             let text = options.iter().find_map(|o| match o.value {
@@ -356,26 +361,14 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
             match text.and_then(mute_duration) {
                 Some(d) => {
                     let until = now.checked_add(d).unwrap_or(now);
-                    handler.mutes.insert((guild, me), until);
-                    handler.writer.send(Write::Mute {
-                        guild,
-                        agent: me,
-                        until: Some(until.as_millisecond()),
-                        now: now.as_millisecond(),
-                    });
+                    bot.coach.mute(guild, me, Some(until));
                     format!("Coaching nudges paused for {d:#}. Follow-up reminders still come: a promise is a promise.")
                 }
                 None => "Give a duration between a minute and a week, like `30m` or `2h`.".into(),
             }
         }
         Some(("unmute", _)) => {
-            handler.mutes.remove(&(guild, me));
-            handler.writer.send(Write::Mute {
-                guild,
-                agent: me,
-                until: None,
-                now: now.as_millisecond(),
-            });
+            bot.coach.mute(guild, me, None);
             "Coaching nudges are back on.".into()
         }
         Some(("delivery", options)) => {
@@ -386,44 +379,44 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
             let Some(chosen) = chosen else {
                 return "Choose `dm` or `thread`.".into();
             };
-            if chosen == Delivery::Thread && handler.config.guild(guild).is_none_or(|g| g.coaching_channel.is_none()) {
+            if chosen == Delivery::Thread
+                && bot
+                    .coach
+                    .config
+                    .guild(guild)
+                    .is_none_or(|g| g.coaching_channel.is_none())
+            {
                 return "This server has no coaching channel for private threads; nudges stay in your DMs.".into();
             }
-            handler.delivery.insert((guild, me), chosen);
-            handler.writer.send(Write::Delivery {
-                guild,
-                agent: me,
-                delivery: Some(chosen.as_str()),
-                now: now.as_millisecond(),
-            });
+            bot.coach.choose_delivery(guild, me, chosen);
             match chosen {
                 Delivery::Dm => "Your nudges now arrive by DM (or a private thread if your DMs are closed).".into(),
                 Delivery::Thread => "Your nudges now arrive in your private thread in the coaching channel.".into(),
             }
         }
-        Some(("me", _)) => match handler.config.guild(guild) {
-            Some(g) => super::digests::for_agent(handler, g, me)
+        Some(("me", _)) => match bot.coach.config.guild(guild) {
+            Some(g) => super::digests::for_agent(&bot.coach, g, me)
                 .await
                 .unwrap_or_else(|why| format!("Your figures are unavailable right now: {why}")),
             None => "Backstop is not set up in this server.".into(),
         },
-        Some(("digest", _)) if !handler.is_lead(guild, cmd) => {
+        Some(("digest", _)) if !is_lead(bot, guild, cmd) => {
             "Posting a digest is for leads (a lead role or Manage Server).".into()
         }
-        Some(("digest", _)) => match handler.config.guild(guild) {
+        Some(("digest", _)) => match bot.coach.config.guild(guild) {
             Some(g) => {
                 let cadence = crate::digest::Cadence::Daily(jiff::civil::Time::midnight());
-                match super::digests::post(handler, g, cadence, now).await {
+                match super::digests::post(bot, g, cadence, now).await {
                     Ok(()) => "Posted a digest of the last 24 hours to the coaching channel.".into(),
                     Err(why) => format!("No digest posted: {why}."),
                 }
             }
             None => "Backstop is not set up in this server.".into(),
         },
-        Some(("reload", _)) if !handler.is_lead(guild, cmd) => {
+        Some(("reload", _)) if !is_lead(bot, guild, cmd) => {
             "Reloading rules is for leads (a lead role or Manage Server).".into()
         }
-        Some(("reload", _)) => match handler.reload() {
+        Some(("reload", _)) => match bot.coach.reload() {
             Ok(summary) => format!("Reloaded. {summary}"),
             Err(why) => {
                 let mut text = format!("Not reloaded: the previous rules keep running.\n```\n{why}```");
@@ -433,12 +426,12 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                 text
             }
         },
-        Some(("rules", _)) if !handler.is_lead(guild, cmd) => {
+        Some(("rules", _)) if !is_lead(bot, guild, cmd) => {
             "The rule report is for leads (a lead role or Manage Server).".into()
         }
         Some(("rules", _)) => {
             let since = now.as_millisecond() - 30 * 86_400_000;
-            match crate::report::RuleReport::load(&handler.store, since, Some(guild)).await {
+            match crate::report::RuleReport::load(&bot.coach.store, since, Some(guild)).await {
                 Ok(report) => {
                     let mut text = report.for_discord(15);
                     // Discord caps a message at 2,000 characters.
@@ -453,11 +446,11 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                 }
             }
         }
-        Some(("stats", _)) if !handler.is_lead(guild, cmd) => {
+        Some(("stats", _)) if !is_lead(bot, guild, cmd) => {
             "Team figures are for leads (a lead role or Manage Server). Your own nudges arrive in your DMs.".into()
         }
         Some(("stats", _)) => {
-            let Some(engine) = handler.guilds.engine(guild) else {
+            let Some(engine) = bot.coach.guilds.engine(guild) else {
                 return "Backstop is not set up in this server.".into();
             };
             let tz = engine.settings().schedule.time_zone.clone();
@@ -471,8 +464,8 @@ async fn coach(handler: &Handler, cmd: &CommandInteraction) -> String {
                     .unwrap_or(0)
             };
             let (day, week) = match tokio::join!(
-                handler.store.nudge_counts(guild, since(today)),
-                handler.store.nudge_counts(guild, since(week_start))
+                bot.coach.store.nudge_counts(guild, since(today)),
+                bot.coach.store.nudge_counts(guild, since(week_start))
             ) {
                 (Ok(d), Ok(w)) => (d, w),
                 (Err(e), _) | (_, Err(e)) => {

@@ -14,7 +14,8 @@ use serenity::all::{
     CreateThread, Http, HttpError, MessageId, UserId,
 };
 
-use super::config::{Delivery, GuildConfig};
+use crate::coach::config::{Delivery, GuildConfig};
+use crate::coach::{Platform, Posted};
 use crate::engine::{format_due, Nudge, NudgeKind, Schedule};
 
 /// Discord's code for "Cannot send messages to this user".
@@ -208,9 +209,30 @@ impl Deliverer {
     }
 }
 
-/// A jump link to a message.
-pub fn jump_link(guild: u64, channel: u64, message: MessageId) -> String {
-    format!("https://discord.com/channels/{guild}/{channel}/{message}")
+/// The coach reaches Discord through the deliverer.
+#[async_trait::async_trait]
+impl Platform for Deliverer {
+    async fn deliver(&self, guild: &GuildConfig, how: Delivery, nudge: &Nudge, jump: String) -> Result<String, String> {
+        match Deliverer::deliver(self, guild, how, nudge, Some(jump)).await {
+            Ok(Destination::Dm(c)) => Ok(format!("DM channel {c}")),
+            Ok(Destination::CoachingThread(c)) => Ok(format!("coaching thread {c}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn parent_of(&self, channel: u64) -> Option<Option<u64>> {
+        let id = ChannelId::new(channel.max(1));
+        match self.http.get_channel(id).await {
+            Ok(serenity::all::Channel::Guild(c)) => Some(super::convert::parent(&c)),
+            _ => None,
+        }
+    }
+
+    async fn message(&self, guild: u64, channel: u64, id: u64) -> Option<Posted> {
+        let (channel, id) = (ChannelId::new(channel.max(1)), MessageId::new(id.max(1)));
+        let msg = self.http.get_message(channel, id).await.ok()?;
+        super::convert::posted(&msg, Some(guild))
+    }
 }
 
 /// Button ids: `bs:<action>:<conversation>:<message>:<kind>`.

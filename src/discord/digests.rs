@@ -9,31 +9,32 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serenity::all::{ChannelId, CreateAttachment, CreateEmbed, CreateMessage};
 
-use super::config::GuildConfig;
-use super::handler::Handler;
+use super::bot::Bot;
+use crate::coach::config::GuildConfig;
+use crate::coach::Coach;
 use crate::digest::{self, Cadence, Figures};
 use crate::report::RuleReport;
 
 /// Figures for the period ending at `slot` and the one before it, from the store.
 async fn figures(
-    handler: &Handler,
+    coach: &Coach,
     guild: &GuildConfig,
     cadence: Cadence,
     slot: Timestamp,
 ) -> Result<(Figures, Figures), String> {
     let (now, before) = cadence.periods(slot);
     let (from, to) = (before.start.as_millisecond(), now.end.as_millisecond());
-    let nudges = handler
+    let nudges = coach
         .store
         .digest_nudges(guild.id, from, to)
         .await
         .map_err(|e| e.to_string())?;
-    let promises = handler
+    let promises = coach
         .store
         .digest_promises(guild.id, from, to)
         .await
         .map_err(|e| e.to_string())?;
-    let checklists = handler
+    let checklists = coach
         .store
         .checklists(Some(guild.id), from, to)
         .await
@@ -48,12 +49,12 @@ async fn figures(
 }
 
 /// Builds and posts the digest for the period ending at `slot`.
-pub async fn post(handler: &Handler, guild: &GuildConfig, cadence: Cadence, slot: Timestamp) -> Result<(), String> {
+pub async fn post(bot: &Bot, guild: &GuildConfig, cadence: Cadence, slot: Timestamp) -> Result<(), String> {
     let channel = guild.coaching_channel.ok_or("no coaching channel is configured")?;
-    let deliverer = handler.deliverer.get().ok_or("not connected to Discord yet")?;
-    let (now, before) = figures(handler, guild, cadence, slot).await?;
+    let deliverer = bot.deliverer().ok_or("not connected to Discord yet")?;
+    let (now, before) = figures(&bot.coach, guild, cadence, slot).await?;
     let since = cadence.periods(slot).0.start.as_millisecond();
-    let noisy: Vec<_> = RuleReport::load(&handler.store, since - 30 * 86_400_000, Some(guild.id))
+    let noisy: Vec<_> = RuleReport::load(&bot.coach.store, since - 30 * 86_400_000, Some(guild.id))
         .await
         .map_err(|e| e.to_string())?
         .rows
@@ -87,28 +88,28 @@ pub async fn post(handler: &Handler, guild: &GuildConfig, cadence: Cadence, slot
 }
 
 /// One agent's own figures over the last seven days, for `/coach me`.
-pub async fn for_agent(handler: &Handler, guild: &GuildConfig, agent: u64) -> Result<String, String> {
-    let now = handler.guilds.clock().now();
+pub async fn for_agent(coach: &Coach, guild: &GuildConfig, agent: u64) -> Result<String, String> {
+    let now = coach.guilds.clock().now();
     let week = Cadence::Weekly(jiff::civil::Weekday::Monday, jiff::civil::Time::midnight());
-    let (figures, _) = figures(handler, guild, week, now).await?;
+    let (figures, _) = figures(coach, guild, week, now).await?;
     Ok(digest::agent_text(agent, &figures))
 }
 
 /// A guild's digest loop for one cadence.
-pub async fn run(handler: Arc<Handler>, guild: u64, cadence: Cadence, mut stop: super::stop::Stop) {
-    let Some(config) = handler.config.guild(guild) else {
+pub async fn run(bot: Arc<Bot>, guild: u64, cadence: Cadence, mut stop: super::stop::Stop) {
+    let Some(config) = bot.coach.config.guild(guild) else {
         return;
     };
     let tz = config.settings.schedule.time_zone.clone();
     let key = format!("digest:{guild}:{}", cadence.name());
-    let clock = handler.guilds.clock().clone();
+    let clock = bot.coach.guilds.clock().clone();
     // The last slot posted; on a first start, "now", so nothing from before Backstop is posted.
     let mut last = loop {
-        match handler.store.meta(&key).await {
+        match bot.coach.store.meta(&key).await {
             Ok(Some(v)) => break v.parse::<i64>().unwrap_or(0),
             Ok(None) => {
                 let start = cadence.latest_slot(clock.now(), &tz).map_or(0, |t| t.as_millisecond());
-                if handler.store.set_meta(&key, &start.to_string()).await.is_ok() {
+                if bot.coach.store.set_meta(&key, &start.to_string()).await.is_ok() {
                     break start;
                 }
             }
@@ -121,10 +122,10 @@ pub async fn run(handler: Arc<Handler>, guild: u64, cadence: Cadence, mut stop: 
     loop {
         let now = clock.now();
         if let Some(slot) = cadence.latest_slot(now, &tz).filter(|s| s.as_millisecond() > last) {
-            match post(&handler, config, cadence, slot).await {
+            match post(&bot, config, cadence, slot).await {
                 Ok(()) => {
                     last = slot.as_millisecond();
-                    if let Err(e) = handler.store.set_meta(&key, &last.to_string()).await {
+                    if let Err(e) = bot.coach.store.set_meta(&key, &last.to_string()).await {
                         tracing::warn!(error = %e, "posted a digest but could not record it");
                     }
                 }

@@ -12,15 +12,10 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::handler::Handler;
+pub use crate::coach::figures::*;
+use crate::coach::Coach;
 
-pub const MESSAGES: &str = "backstop_messages_seen_total";
-pub const NUDGES: &str = "backstop_nudges_total";
-/// Cues whose first agent reply already apologized for the failure by name (no nudge needed).
-pub const RECOVERED_UNPROMPTED: &str = "backstop_recovered_unprompted_total";
-pub const DELIVERY_FAILURES: &str = "backstop_delivery_failures_total";
 pub const REMINDER_LAG: &str = "backstop_reminder_lag_seconds";
-pub const ENGINE_TIME: &str = "backstop_engine_seconds";
 pub const GATEWAY_LATENCY: &str = "backstop_gateway_latency_seconds";
 pub const WRITE_QUEUE: &str = "backstop_write_queue";
 pub const WRITE_RETRIES: &str = "backstop_write_retries_total";
@@ -52,7 +47,7 @@ fn recorder() -> Option<&'static PrometheusHandle> {
 /// a free one).
 pub async fn serve(
     addr: SocketAddr,
-    handler: Arc<Handler>,
+    coach: Arc<Coach>,
     stop: super::stop::Stop,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -61,7 +56,7 @@ pub async fn serve(
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render))
-        .with_state(handler.clone());
+        .with_state(coach.clone());
     let task = tokio::spawn(async move {
         let upkeep = tokio::spawn(async {
             loop {
@@ -84,9 +79,9 @@ pub async fn serve(
 }
 
 /// 200 once the gateway session is up; 503 before.
-async fn healthz(State(handler): State<Arc<Handler>>) -> (StatusCode, String) {
-    let queued = handler.writer.stats.queued.load(std::sync::atomic::Ordering::Relaxed);
-    if handler.is_ready() {
+async fn healthz(State(coach): State<Arc<Coach>>) -> (StatusCode, String) {
+    let queued = coach.writer.stats.queued.load(std::sync::atomic::Ordering::Relaxed);
+    if coach.is_ready() {
         (StatusCode::OK, format!("ok\nwrite_queue {queued}\n"))
     } else {
         (
@@ -96,8 +91,8 @@ async fn healthz(State(handler): State<Arc<Handler>>) -> (StatusCode, String) {
     }
 }
 
-async fn render(State(handler): State<Arc<Handler>>) -> String {
-    let stats = &handler.writer.stats;
+async fn render(State(coach): State<Arc<Coach>>) -> String {
+    let stats = &coach.writer.stats;
     metrics::gauge!(WRITE_QUEUE).set(stats.queued.load(std::sync::atomic::Ordering::Relaxed) as f64);
     metrics::counter!(WRITE_RETRIES).absolute(stats.retries.load(std::sync::atomic::Ordering::Relaxed));
     recorder().map(|r| r.render()).unwrap_or_default()

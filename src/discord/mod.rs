@@ -1,13 +1,16 @@
-//! The Discord adapter: serenity's gateway and REST client drive the same engine as `replay`.
+//! The Discord adapter: serenity's gateway and REST client in front of the serenity-free
+//! [`Coach`], which drives the same engine as `replay`.
 //!
-//! Only this module imports serenity. Layout: [`config`] (backstop.toml and the token), `handler`
-//! (events in, nudges out), `delivery` (DM or coaching thread, with retries), `commands` (slash
-//! commands), `convert` (serenity types to ours), `reminders` (the durable scheduler: heads-ups, overdue notices, escalations). The local Discord
-//! that tests and the demo run against is its own crate, `backstop-stand-in`. State that must outlive the process goes
-//! to [`crate::store`].
+//! Only this module imports serenity. Layout: `bot` (what the tasks below share), `handler`
+//! (events in, translated to coach calls), `delivery` (DM or coaching thread, with retries; the
+//! coach's [`crate::coach::Platform`]), `commands` (slash commands), `convert` (serenity types to
+//! ours), `reminders` (the durable scheduler: heads-ups, overdue notices, escalations), `digests`,
+//! `reload` and [`metrics`]. Each takes a `Bot` and none imports another's state. The local
+//! Discord that tests and the demo run against is its own crate, `backstop-stand-in`. State that
+//! must outlive the process goes to [`crate::store`].
 
+mod bot;
 pub(crate) mod commands;
-pub mod config;
 pub(crate) mod convert;
 pub(crate) mod delivery;
 mod digests;
@@ -17,7 +20,10 @@ mod reload;
 pub mod reminders;
 mod stop;
 
-use std::collections::HashMap;
+/// backstop.toml and the token: the coach's settings, kept at this path for callers that start
+/// the bot.
+pub use crate::coach::config;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,60 +31,13 @@ use serenity::all::{ClientBuilder, GatewayIntents, HttpBuilder};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::engine::{Engine, Prompts};
-use crate::store::writer::Writer;
+use crate::coach::Coach;
+use crate::engine::Engine;
 use crate::store::{ShardRange, Store, StoreError};
+use bot::Bot;
 use config::BotConfig;
 use delivery::Deliverer;
 use handler::Handler;
-use reminders::Reminders;
-
-/// One engine per configured guild (its own settings and state), sharing rules and prompts.
-pub struct Guilds {
-    engines: HashMap<u64, Arc<Engine>>,
-    clock: Clock,
-}
-
-impl Guilds {
-    pub fn new(base: &Engine, config: &BotConfig, clock: Clock) -> Guilds {
-        let engines = config
-            .guilds
-            .iter()
-            // Engines keep no timers: reminders are timed by the durable scheduler (reminders.rs).
-            .map(|g| {
-                (
-                    g.id,
-                    Arc::new(
-                        base.with_settings(g.settings.clone())
-                            .naming(|user| format!("<@{user}>")),
-                    ),
-                )
-            })
-            .collect();
-        Guilds { engines, clock }
-    }
-
-    pub fn engine(&self, guild: u64) -> Option<&Arc<Engine>> {
-        self.engines.get(&guild)
-    }
-
-    pub fn all(&self) -> impl Iterator<Item = (u64, &Arc<Engine>)> {
-        self.engines.iter().map(|(id, e)| (*id, e))
-    }
-
-    /// The prompts every guild's engine shares.
-    pub fn prompts(&self) -> Arc<Prompts> {
-        self.engines
-            .values()
-            .next()
-            .map(|e| e.prompts())
-            .expect("at least one guild")
-    }
-
-    pub fn clock(&self) -> &Clock {
-        &self.clock
-    }
-}
 
 /// How to reach Discord.
 #[derive(Debug, Clone, Default)]
@@ -127,7 +86,9 @@ impl Default for Options {
 
 /// A running bot, for tests and the demo: stop it with [`Running::shutdown`].
 pub struct Running {
-    pub handler: Arc<Handler>,
+    pub coach: Arc<Coach>,
+    /// Signalled on the first READY.
+    ready: Arc<Notify>,
     /// Where `/healthz` and `/metrics` are served, when they are.
     pub metrics_addr: Option<std::net::SocketAddr>,
     shard_manager: Arc<serenity::all::ShardManager>,
@@ -140,7 +101,7 @@ impl Running {
     /// Stops taking events, lets in-flight sends and queued writes finish, and returns.
     pub async fn shutdown(self) -> Result<(), BotError> {
         self.shard_manager.shutdown_all().await;
-        self.handler.in_flight.drain(Duration::from_secs(15)).await;
+        self.coach.in_flight.drain(Duration::from_secs(15)).await;
         // Tasks return at their next idle point, so a reminder being sent is also recorded.
         self.stop.stop();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -157,11 +118,11 @@ impl Running {
                 "background tasks did not stop within 10 s (the database is not answering?); stopped them"
             );
         }
-        self.handler.flush_contexts();
-        if !self.handler.writer.flush(Duration::from_secs(10)).await {
+        self.coach.flush_contexts();
+        if !self.coach.writer.flush(Duration::from_secs(10)).await {
             tracing::error!("shutting down with database writes still queued: the database is not answering");
         }
-        self.handler.store.close().await;
+        self.coach.store.close().await;
         // Serenity re-queues a shard that cannot reach Discord forever; do not wait on that.
         let abort = self.task.abort_handle();
         match tokio::time::timeout(Duration::from_secs(5), self.task).await {
@@ -177,7 +138,7 @@ impl Running {
 
     /// Waits for the gateway session to be ready.
     pub async fn ready(&self) {
-        self.handler.ready.notified().await;
+        self.ready.notified().await;
     }
 }
 
@@ -204,73 +165,46 @@ pub async fn start(
         http = http.proxy(api.trim_end_matches('/')).ratelimiter_disabled(true);
     }
     let http = http.build();
-    let now = options.clock.now();
-    let reminders = Reminders::load(&store, options.shards).await.map_err(BotError::Store)?;
-    tracing::info!(pending = reminders.len(), "reminders loaded");
-    let mutes = store.mutes(now.as_millisecond()).await.map_err(BotError::Store)?;
-    let delivery = store.deliveries().await.map_err(BotError::Store)?;
-    let stored = store
-        .stored_conversations(options.shards)
-        .await
-        .map_err(BotError::Store)?;
-    let guilds = Arc::new(Guilds::new(base, &config, options.clock.clone()));
-    let deliverer = Arc::new(handler::OnceDeliverer::new());
-    let writer = Writer::spawn(store.clone());
-    let handler = Arc::new(Handler {
-        config: config.clone(),
-        guilds: guilds.clone(),
-        deliverer: deliverer.clone(),
+    let coach = Coach::open(
+        base,
+        config.clone(),
         store,
-        writer,
-        reminders: Arc::new(reminders),
-        stored: stored.into_iter().collect(),
-        dirty: Default::default(),
-        channels: Default::default(),
-        roles: Default::default(),
-        nudged: Default::default(),
-        ready: Notify::new(),
-        connected: Default::default(),
-        sources: options.sources.clone(),
-        mutes: mutes
-            .into_iter()
-            .map(|(g, a, until)| ((g, a), crate::store::from_ms(until)))
-            .collect(),
-        delivery: delivery
-            .into_iter()
-            .filter_map(|(g, a, d)| Some(((g, a), config::Delivery::parse(&d)?)))
-            .collect(),
-        in_flight: Default::default(),
-        messages_seen: Default::default(),
+        options.clock.clone(),
+        options.shards,
+        options.sources.clone(),
+    )
+    .await
+    .map_err(BotError::Store)?;
+    let bot = Arc::new(Bot::new(Arc::new(coach)));
+    let ready = Arc::new(Notify::new());
+    let handler = Arc::new(Handler {
+        bot: bot.clone(),
+        ready: ready.clone(),
     });
     let mut client = ClientBuilder::new_with_http(http, INTENTS)
         .event_handler_arc(handler.clone())
         .await
         .map_err(BotError::Client)?;
-    let _ = deliverer.set(Deliverer::new(client.http.clone()));
+    bot.attach(Arc::new(Deliverer::new(client.http.clone())));
     let shard_manager = client.shard_manager.clone();
     let (stop_signal, stop) = stop::channel();
     let mut background = vec![
-        tokio::spawn(reminders::run(handler.clone(), stop.clone())),
-        tokio::spawn(housekeeping(handler.clone(), stop.clone())),
-        tokio::spawn(flush_contexts(handler.clone(), stop.clone())),
-        tokio::spawn(reload::watch(handler.clone(), stop.clone())),
+        tokio::spawn(reminders::run(bot.clone(), stop.clone())),
+        tokio::spawn(housekeeping(bot.coach.clone(), stop.clone())),
+        tokio::spawn(flush_contexts(bot.coach.clone(), stop.clone())),
+        tokio::spawn(reload::watch(bot.clone(), stop.clone())),
     ];
     for g in &config.guilds {
         // Digests come from the process that owns the guild's shard, so they are posted once.
         if options.shards.is_none_or(|s| s.owns(g.id)) {
             for cadence in &g.digests {
-                background.push(tokio::spawn(digests::run(
-                    handler.clone(),
-                    g.id,
-                    *cadence,
-                    stop.clone(),
-                )));
+                background.push(tokio::spawn(digests::run(bot.clone(), g.id, *cadence, stop.clone())));
             }
         }
     }
     let mut metrics_addr = None;
     if let Some(addr) = options.metrics {
-        let (bound, task) = metrics::serve(addr, handler.clone(), stop.clone())
+        let (bound, task) = metrics::serve(addr, bot.coach.clone(), stop.clone())
             .await
             .map_err(|e| BotError::Metrics(addr, e))?;
         metrics_addr = Some(bound);
@@ -300,7 +234,8 @@ pub async fn start(
         .map_err(BotError::Gateway)
     });
     Ok(Running {
-        handler,
+        coach: bot.coach.clone(),
+        ready,
         metrics_addr,
         shard_manager,
         task,
@@ -312,9 +247,9 @@ pub async fn start(
 /// Writes changed conversation contexts every half second: one write per busy conversation
 /// instead of one per message. A crash loses at most that half second of context (who spoke
 /// last, whether an apology came), never a promise: promises are written before they are noted.
-async fn flush_contexts(handler: Arc<Handler>, mut stop: stop::Stop) {
+async fn flush_contexts(coach: Arc<Coach>, mut stop: stop::Stop) {
     while stop.wait(tokio::time::sleep(Duration::from_millis(500))).await {
-        handler.flush_contexts();
+        coach.flush_contexts();
     }
 }
 
@@ -322,27 +257,28 @@ async fn flush_contexts(handler: Arc<Handler>, mut stop: stop::Stop) {
 /// context is in the store and comes back with their next message), so memory stays bounded; at
 /// start and every six hours, purges nudge logs and closed promises past `retention_days`.
 /// It runs on the bot's clock, so tests and the demo move it by hand.
-async fn housekeeping(handler: Arc<Handler>, mut stop: stop::Stop) {
+async fn housekeeping(coach: Arc<Coach>, mut stop: stop::Stop) {
     const EVERY: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
     const PURGE_EVERY: u32 = 36;
-    let clock = handler.guilds.clock().clone();
+    let clock = coach.guilds.clock().clone();
     let mut round = 0u32;
     loop {
         let now = clock.now();
         // Only what the store holds may be forgotten: write pending contexts first, and while
         // the database is away keep everything in memory.
-        handler.flush_contexts();
-        if handler.writer.flush(Duration::from_secs(10)).await {
-            let forgotten: usize = handler.guilds.all().map(|(_, e)| e.forget_idle(now)).sum();
+        coach.flush_contexts();
+        if coach.writer.flush(Duration::from_secs(10)).await {
+            let forgotten: usize = coach.guilds.all().map(|(_, e)| e.forget_idle(now)).sum();
+            coach.order.prune(Duration::from_secs(600));
             if forgotten > 0 {
                 tracing::debug!(forgotten, "idle conversations left to the store");
             }
         } else {
             tracing::warn!("database writes are queued; keeping idle conversations in memory for now");
         }
-        if let (0, Some(days)) = (round % PURGE_EVERY, handler.config.storage.retention_days) {
+        if let (0, Some(days)) = (round % PURGE_EVERY, coach.config.storage.retention_days) {
             let before = now.as_millisecond() - i64::from(days) * 86_400_000;
-            match handler.store.purge(before).await {
+            match coach.store.purge(before).await {
                 Ok(p) if p.nudges + p.promises + p.conversations + p.checklists > 0 => {
                     tracing::info!(
                         nudges = p.nudges,

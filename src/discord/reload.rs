@@ -9,34 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serenity::all::{ChannelId, CreateMessage};
 
-use super::handler::Handler;
-use crate::engine::Problems;
-
-impl Handler {
-    /// Loads and checks the rule book and prompts again, and puts them in place in every guild.
-    /// Returns a summary, or why the old ones are still running.
-    pub fn reload(&self) -> Result<String, String> {
-        let Some(sources) = &self.sources else {
-            return Err("this bot was started without rule folders to reload from".into());
-        };
-        let engine = sources.engine().map_err(|e| e.to_string())?;
-        let problems = engine.rules().self_test();
-        if !problems.is_empty() {
-            return Err(Problems(problems).to_string());
-        }
-        let (rules, prompts) = (engine.rules(), engine.prompts());
-        for (_, e) in self.guilds.all() {
-            e.adopt_book(&engine);
-        }
-        let summary = format!(
-            "{} rules and {} phrase situations are live.",
-            rules.rules().len(),
-            prompts.situations().len()
-        );
-        tracing::info!(%summary, "rules reloaded");
-        Ok(summary)
-    }
-}
+use super::bot::Bot;
 
 /// The files a reload reads, with their modification times.
 fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, SystemTime> {
@@ -60,8 +33,10 @@ fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, SystemTime> {
 
 /// Watches the rule and prompt folders (polling every two seconds, which needs no platform
 /// support) and reloads when a file changes.
-pub async fn watch(handler: Arc<Handler>, mut stop: super::stop::Stop) {
-    let Some(sources) = handler.sources.clone() else { return };
+pub async fn watch(bot: Arc<Bot>, mut stop: super::stop::Stop) {
+    let Some(sources) = bot.coach.sources.clone() else {
+        return;
+    };
     let (config, prompts) = sources.resolved();
     let dirs: Vec<PathBuf> = [config, prompts].into_iter().flatten().collect();
     if dirs.is_empty() {
@@ -74,23 +49,23 @@ pub async fn watch(handler: Arc<Handler>, mut stop: super::stop::Stop) {
             continue;
         }
         seen = now;
-        if let Err(why) = handler.reload() {
+        if let Err(why) = bot.coach.reload() {
             tracing::warn!(%why, "a changed rule file did not pass the check; the previous rules keep running");
-            tell_leads(&handler, &why).await;
+            tell_leads(&bot, &why).await;
         }
     }
 }
 
 /// Posts a failed reload to every guild's coaching channel.
-async fn tell_leads(handler: &Handler, why: &str) {
-    let Some(deliverer) = handler.deliverer.get() else {
+async fn tell_leads(bot: &Bot, why: &str) {
+    let Some(deliverer) = bot.deliverer() else {
         return;
     };
     let mut text = format!("**Rule change not applied**: the previous rules keep running.\n```\n{why}```");
     if text.chars().count() > 1900 {
         text = text.chars().take(1890).collect::<String>() + "\n…```";
     }
-    for g in &handler.config.guilds {
+    for g in &bot.coach.config.guilds {
         if let Some(channel) = g.coaching_channel {
             if let Err(e) = deliverer
                 .post(ChannelId::new(channel), CreateMessage::new().content(text.clone()))

@@ -157,6 +157,10 @@ pub struct Reading {
     pub unprompted: Vec<Nudge>,
     /// The conversation's recovery checklist, when this message changed it.
     pub checklist: Option<Checklist>,
+    /// A live first reading (`claim`) of a message older than one already read here: the
+    /// adapter let the conversation's messages through out of order, so what the engine
+    /// concluded may be wrong. Edits re-read old messages and are never flagged.
+    pub out_of_order: bool,
 }
 
 /// An open promise, as shown to agents and leads.
@@ -297,6 +301,7 @@ impl Engine {
         };
         let id = conv.key().clone();
         let conv = conv.value_mut();
+        let out_of_order = claim && msg.at < conv.context.last_message;
         conv.context.last_message = conv.context.last_message.max(msg.at);
         scan.situation = Standing {
             problem_open: conv.context.problem_open,
@@ -331,7 +336,10 @@ impl Engine {
                 ));
             }
         }
-        let mut out = Reading::default();
+        let mut out = Reading {
+            out_of_order,
+            ..Reading::default()
+        };
         if claim && msg.role == Role::Agent {
             if let Some(mut nudge) = conv.unclaimed.take().map(|n| *n) {
                 nudge.agent = Some(UserId::new(msg.author));

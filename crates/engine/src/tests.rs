@@ -1035,3 +1035,26 @@ fn an_apology_before_the_excuse_and_ownership_before_details_tick_both_order_ste
         "an excuse after the apology undoes nothing"
     );
 }
+
+#[test]
+fn a_live_reading_older_than_the_conversation_is_flagged_out_of_order() {
+    let e = engine();
+    let read = |text: &str, at: &str, line: u64, claim: bool| {
+        e.read(
+            &Message {
+                conversation: "c1",
+                author: "cust",
+                role: Role::Customer,
+                text,
+                at: t(at),
+                source: MessageRef(line),
+            },
+            claim,
+        )
+    };
+    assert!(!read("hello", "10:00", 1, true).out_of_order);
+    assert!(!read("still there?", "10:05", 3, true).out_of_order);
+    assert!(read("my order is late", "10:02", 2, true).out_of_order);
+    // An edit re-reads an old message: not a sign of disorder.
+    assert!(!read("my order is very late", "10:02", 2, false).out_of_order);
+}
