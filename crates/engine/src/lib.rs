@@ -58,7 +58,7 @@ pub use timeframe::{Schedule, Timeframe};
 pub use tokens::{Sentence, Token, Tokens};
 
 use checklist::ReplyFacts;
-pub use promise::{Change, Promise, PromiseChange, PromiseState, Refused, Step};
+pub use promise::{Move, Promise, PromiseChange, PromiseState, Refused, Step};
 pub use state::Context;
 use state::{Conversation, CueNote, COOLED, STORY_CUES};
 

@@ -51,15 +51,15 @@ pub enum PromiseState {
 
 /// A move that [`PromiseState`] refused, and the state it was refused in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a promise that is {from} cannot {change}")]
+#[error("a promise that is {from} cannot {attempted}")]
 pub struct Refused {
     pub from: PromiseState,
-    pub change: Change,
+    pub attempted: Move,
 }
 
 /// A move a promise can be asked to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
+pub enum Move {
     /// A scheduled step went out.
     Sent(Step),
     Snooze,
@@ -68,14 +68,14 @@ pub enum Change {
     Supersede,
 }
 
-impl fmt::Display for Change {
+impl fmt::Display for Move {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Change::Sent(step) => write!(f, "have its {} sent", step.as_str()),
-            Change::Snooze => f.write_str("be snoozed"),
-            Change::Restate => f.write_str("be restated"),
-            Change::Done => f.write_str("be done"),
-            Change::Supersede => f.write_str("be superseded"),
+            Move::Sent(step) => write!(f, "have its {} sent", step.as_str()),
+            Move::Snooze => f.write_str("be snoozed"),
+            Move::Restate => f.write_str("be restated"),
+            Move::Done => f.write_str("be done"),
+            Move::Supersede => f.write_str("be superseded"),
         }
     }
 }
@@ -134,41 +134,41 @@ impl PromiseState {
             (Open | Snoozed, Step::Reminder) => Ok(Reminded),
             (Open | Snoozed | Reminded, Step::Overdue) => Ok(Overdue),
             (Overdue, Step::Escalate) => Ok(Escalated),
-            _ => Err(self.refuse(Change::Sent(step))),
+            _ => Err(self.refuse(Move::Sent(step))),
         }
     }
 
     /// The state once the agent pushed the promise back (from any open state, snoozed included).
     pub fn snooze(self) -> Result<PromiseState, Refused> {
-        self.open_to(PromiseState::Snoozed, Change::Snooze)
+        self.open_to(PromiseState::Snoozed, Move::Snooze)
     }
 
     /// The state once the agent restated the promise with a new time: it starts over.
     pub fn restate(self) -> Result<PromiseState, Refused> {
-        self.open_to(PromiseState::Open, Change::Restate)
+        self.open_to(PromiseState::Open, Move::Restate)
     }
 
     /// The state once the promise was kept.
     pub fn done(self) -> Result<PromiseState, Refused> {
-        self.open_to(PromiseState::Done, Change::Done)
+        self.open_to(PromiseState::Done, Move::Done)
     }
 
     /// The state once a newer promise replaced this one.
     pub fn supersede(self) -> Result<PromiseState, Refused> {
-        self.open_to(PromiseState::Superseded, Change::Supersede)
+        self.open_to(PromiseState::Superseded, Move::Supersede)
     }
 
     /// `to`, if this state is still open: a kept or replaced promise never moves again.
-    fn open_to(self, to: PromiseState, change: Change) -> Result<PromiseState, Refused> {
+    fn open_to(self, to: PromiseState, attempted: Move) -> Result<PromiseState, Refused> {
         if self.is_open() {
             Ok(to)
         } else {
-            Err(self.refuse(change))
+            Err(self.refuse(attempted))
         }
     }
 
-    fn refuse(self, change: Change) -> Refused {
-        Refused { from: self, change }
+    fn refuse(self, attempted: Move) -> Refused {
+        Refused { from: self, attempted }
     }
 }
 
@@ -419,7 +419,7 @@ mod tests {
                 from.advance(step),
                 Err(Refused {
                     from,
-                    change: Change::Sent(step)
+                    attempted: Move::Sent(step)
                 }),
                 "{from} then {step:?}"
             )
@@ -449,10 +449,10 @@ mod tests {
             assert_eq!(from.supersede(), Ok(Superseded));
         }
         for from in [Done, Superseded] {
-            assert_eq!(from.snooze().unwrap_err().change, Change::Snooze);
-            assert_eq!(from.restate().unwrap_err().change, Change::Restate);
-            assert_eq!(from.done().unwrap_err().change, Change::Done);
-            assert_eq!(from.supersede().unwrap_err().change, Change::Supersede);
+            assert_eq!(from.snooze().unwrap_err().attempted, Move::Snooze);
+            assert_eq!(from.restate().unwrap_err().attempted, Move::Restate);
+            assert_eq!(from.done().unwrap_err().attempted, Move::Done);
+            assert_eq!(from.supersede().unwrap_err().attempted, Move::Supersede);
         }
     }
 
