@@ -298,33 +298,32 @@ pub fn slash_options(data: &[u8]) {
     }
 }
 
-/// What the bot reads from a command or autocomplete interaction before it answers.
+/// What the bot reads from a command or autocomplete interaction before it answers: poise
+/// parses the typed options; the commands then read strings as these do.
 fn command(prompts: &Prompts, interaction: &serenity::all::Interaction) {
-    use serenity::all::{Interaction, ResolvedValue};
+    use serenity::all::{Interaction, ResolvedOption, ResolvedValue};
+    fn strings<'a>(options: Vec<ResolvedOption<'a>>, out: &mut Vec<&'a str>) {
+        for option in options {
+            match option.value {
+                ResolvedValue::String(s) => out.push(s),
+                ResolvedValue::SubCommand(inner) | ResolvedValue::SubCommandGroup(inner) => strings(inner, out),
+                _ => {}
+            }
+        }
+    }
     match interaction {
         Interaction::Command(cmd) => {
-            for option in cmd.data.options() {
-                if let ResolvedValue::String(s) = option.value {
-                    let _ = commands::phrase_answer(prompts, Some(s), Some(s));
-                }
+            let mut found = Vec::new();
+            strings(cmd.data.options(), &mut found);
+            for s in found {
+                let _ = commands::phrase_answer(prompts, Some(s), Some(s));
+                let _ = commands::mute_duration(s);
+                let _ = Delivery::parse(s);
             }
-            if let Some((_, options)) = commands::subcommand(cmd) {
-                for option in options {
-                    if let ResolvedValue::String(s) = option.value {
-                        let _ = commands::mute_duration(s);
-                        let _ = Delivery::parse(s);
-                    }
-                }
-            }
-            let _ = cmd
-                .data
-                .options
-                .iter()
-                .find(|o| o.name == "to")
-                .and_then(|o| o.value.as_user_id());
         }
         Interaction::Autocomplete(ac) => {
-            let _ = commands::autocomplete(prompts, ac);
+            let typed = ac.data.autocomplete().map(|o| o.value).unwrap_or_default();
+            let _ = commands::situations_matching(prompts, typed);
         }
         _ => {}
     }

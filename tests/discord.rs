@@ -228,11 +228,27 @@ impl Setup {
     fn interact(&self, kind: u8, name: &str, options: Value, user: u64, roles: &[u64], permissions: u64) -> String {
         let id = self.stand_in.snowflake();
         let token = format!("token-{id}");
+        // Discord resolves user options: the user and, in a guild, their member with roles.
+        let (mut users, mut members) = (serde_json::Map::new(), serde_json::Map::new());
+        for option in options.as_array().into_iter().flatten().filter(|o| o["type"] == 6) {
+            let picked: u64 = option["value"].as_str().unwrap().parse().unwrap();
+            let roles: Vec<String> = if picked == CUST {
+                vec![]
+            } else {
+                vec![AGENT_ROLE.to_string()]
+            };
+            users.insert(picked.to_string(), user_json(picked, "picked", false));
+            members.insert(
+                picked.to_string(),
+                json!({"roles": roles, "deaf": false, "mute": false, "flags": 0, "joined_at": "2026-01-01T00:00:00Z"}),
+            );
+        }
         let interaction = json!({
             "id": id.to_string(), "application_id": "1200000000000000001", "type": kind, "token": token,
             "version": 1, "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608,
             "guild_id": GUILD.to_string(), "channel_id": TICKET.to_string(),
-            "data": {"id": "1300000000000000002", "name": name, "type": 1, "options": options},
+            "data": {"id": "1300000000000000002", "name": name, "type": 1, "options": options,
+                     "resolved": {"users": users, "members": members}},
             "member": {"user": user_json(user, "someone", false), "roles": roles.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
                        "deaf": false, "mute": false, "flags": 0, "joined_at": "2026-01-01T00:00:00Z", "permissions": permissions.to_string()},
         });
@@ -1080,9 +1096,24 @@ async fn backstop_run_exits_cleanly_on_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_cannot_be_read_gets_a_private_answer_not_silence() {
+    let s = setup().await;
+    // A choice Discord never offered (there are two): poise refuses it, the one error handler answers.
+    let odd = json!([{"name": "delivery", "type": 1, "options": [{"name": "to", "type": 4, "value": 7}]}]);
+    let reply = s.answer(&s.interact(2, "coach", odd, ANA, &[AGENT_ROLE], 0)).await;
+    assert_eq!(reply["data"]["flags"], 64, "answered ephemerally: {reply}");
+    assert!(
+        reply["data"]["content"].as_str().unwrap().contains("did not match"),
+        "{reply}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_can_choose_a_private_thread_over_dms() {
     let s = setup().await;
-    let choose = json!([{"name": "delivery", "type": 1, "options": [{"name": "to", "type": 3, "value": "thread"}]}]);
+    // A choice's value is its place in the list: 1 is "Private coaching thread".
+    let choose = json!([{"name": "delivery", "type": 1, "options": [{"name": "to", "type": 4, "value": 1}]}]);
     let reply = s.answer(&s.interact(2, "coach", choose, ANA, &[AGENT_ROLE], 0)).await;
     assert!(
         reply["data"]["content"].as_str().unwrap().contains("private thread"),

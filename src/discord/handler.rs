@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use serenity::all::{
-    ComponentInteraction, Context, CreateAutocompleteResponse, CreateInteractionResponse,
-    CreateInteractionResponseMessage, EventHandler, GuildChannel, GuildId, Interaction, Message, MessageUpdateEvent,
-    Ready, TypingStartEvent,
+    ComponentInteraction, Context, CreateInteractionResponse, CreateInteractionResponseMessage, EventHandler,
+    GuildChannel, GuildId, Interaction, Message, MessageUpdateEvent, Ready, TypingStartEvent,
 };
 
 use super::bot::Bot;
@@ -165,25 +164,11 @@ impl EventHandler for Handler {
         self.coach().typing(typing).await;
     }
 
+    /// Commands and autocomplete go to poise (see [`commands`]); buttons come here.
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
-        let _busy = self.coach().in_flight.enter();
-        match interaction {
-            Interaction::Command(cmd) => commands::run(&self.bot, &ctx, &cmd).await,
-            Interaction::Autocomplete(ac) => {
-                let choices = commands::autocomplete(&self.coach().guilds.prompts(), &ac);
-                let response = CreateInteractionResponse::Autocomplete(
-                    choices
-                        .into_iter()
-                        .fold(CreateAutocompleteResponse::new(), |r, (name, value)| {
-                            r.add_string_choice(name, value)
-                        }),
-                );
-                if let Err(e) = ac.create_response(&ctx.http, response).await {
-                    tracing::warn!(error = %e, "could not answer autocomplete");
-                }
-            }
-            Interaction::Component(c) => self.on_component(&ctx, &c).await,
-            _ => {}
+        if let Interaction::Component(c) = interaction {
+            let _busy = self.coach().in_flight.enter();
+            self.on_component(&ctx, &c).await;
         }
     }
 }

@@ -183,6 +183,7 @@ pub async fn start(
     });
     let mut client = ClientBuilder::new_with_http(http, INTENTS)
         .event_handler_arc(handler.clone())
+        .framework(commands::framework(bot.clone()))
         .await
         .map_err(BotError::Client)?;
     bot.attach(Arc::new(Deliverer::new(client.http.clone())));

@@ -990,7 +990,8 @@ impl Engine {
         self.conversations.contains_key(conversation)
     }
 
-    /// Brings back a stored conversation (after a restart, or after it was forgotten while idle).
+    /// Brings back a stored conversation (after a restart, or after it was forgotten while idle),
+    /// its promise in the state it was stored in; a done or superseded one is not held again.
     /// State already in memory wins: it is newer than anything stored.
     pub fn restore(&self, conversation: &str, context: Context, promise: Option<Promise>) {
         let id = ConversationId::new(conversation);
