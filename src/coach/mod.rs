@@ -316,7 +316,7 @@ impl Coach {
     }
 
     fn muted(&self, guild: u64, nudge: &Nudge) -> bool {
-        let Some(agent) = nudge.agent.as_ref().and_then(|a| a.as_str().parse::<u64>().ok()) else {
+        let Some(agent) = nudge.agent.as_ref().and_then(snowflake) else {
             return false;
         };
         silenced_by_mute(nudge.kind) && self.mutes.get(&(guild, agent)).is_some_and(|until| *until > self.now())
@@ -386,7 +386,7 @@ impl Coach {
             let how = nudge
                 .agent
                 .as_ref()
-                .and_then(|a| a.as_str().parse::<u64>().ok())
+                .and_then(snowflake)
                 .and_then(|a| self.delivery.get(&(guild.id, a)).map(|d| *d))
                 .unwrap_or(guild.delivery);
             let delivered = match platform.deliver(guild, how, &nudge, jump).await {
@@ -642,12 +642,17 @@ impl Coach {
         for change in changes {
             let (message, due_words) = match change {
                 PromiseChange::Made(p) => {
+                    let Some(agent) = snowflake(&p.agent) else {
+                        // The coach names authors by their snowflake, so this is a bug, not data.
+                        tracing::error!(agent = %p.agent, conversation, "a promise's agent is not a Discord id; not stored");
+                        continue;
+                    };
                     let next = engine.next_step(&p, from_ms(now)).map(|(t, s)| (t.as_millisecond(), s));
                     let row = NewPromise {
                         guild,
                         conversation,
-                        agent: p.agent.as_str().parse().unwrap_or(0),
-                        customer: p.customer.as_ref().and_then(|c| c.as_str().parse().ok()),
+                        agent,
+                        customer: p.customer.as_ref().and_then(snowflake),
                         message: p.source.0,
                         rule: p.rule.to_string(),
                         evidence: p.evidence.clone(),
@@ -797,6 +802,12 @@ impl Coach {
     }
 }
 
+/// A person's Discord id. The engine names people with text (transcripts use names); the coach
+/// gives it snowflakes written out, so this reads them back.
+fn snowflake(user: &engine::UserId) -> Option<u64> {
+    user.as_str().parse().ok()
+}
+
 /// A jump link to a message.
 pub fn jump_link(guild: u64, channel: u64, message: u64) -> String {
     format!("https://discord.com/channels/{guild}/{channel}/{message}")
@@ -804,7 +815,7 @@ pub fn jump_link(guild: u64, channel: u64, message: u64) -> String {
 
 /// The nudge-log row for a nudge.
 pub fn log_entry(guild: u64, channel: u64, nudge: &Nudge, delivered: bool) -> NewNudge {
-    let id = |u: &Option<engine::UserId>| u.as_ref().and_then(|u| u.as_str().parse().ok());
+    let id = |u: &Option<engine::UserId>| u.as_ref().and_then(snowflake);
     NewNudge {
         key: nudge_key(nudge.source.0, nudge.kind.as_str()),
         guild,
