@@ -185,7 +185,10 @@ fn script(k: u64, rng: &mut Rng) -> Vec<Line> {
         text,
         promise: false,
     };
-    let mut lines = vec![say(Role::Customer, rng.pick(OPENERS)), say(Role::Agent, rng.pick(AGENT_FIRST))];
+    let mut lines = vec![
+        say(Role::Customer, rng.pick(OPENERS)),
+        say(Role::Agent, rng.pick(AGENT_FIRST)),
+    ];
     for _ in 0..rng.below(3) {
         lines.push(say(Role::Customer, rng.pick(CUSTOMER_DETAILS)));
         lines.push(say(Role::Agent, rng.pick(AGENT_WORKING)));
@@ -476,7 +479,9 @@ async fn soak(label: &str, storage: Storage, messages: u64, rate: f64) -> bool {
         log_path.display()
     );
     stand_in
-        .wait_until(Duration::from_secs(30), |r| r.iter().any(|r| r.path.ends_with("/commands")))
+        .wait_until(Duration::from_secs(30), |r| {
+            r.iter().any(|r| r.path.ends_with("/commands"))
+        })
         .await;
     let up = Instant::now();
     while get(metrics_addr, "/healthz").await.is_none() {
@@ -688,7 +693,10 @@ async fn soak(label: &str, storage: Storage, messages: u64, rate: f64) -> bool {
         metric(&metrics, "backstop_delivery_failures_total") as u64,
         metric(&metrics, "backstop_write_retries_total") as u64
     );
-    println!("| driver's own RSS at the end | {:.0} MiB |", common::proc_mib("self", "VmRSS:"));
+    println!(
+        "| driver's own RSS at the end | {:.0} MiB |",
+        common::proc_mib("self", "VmRSS:")
+    );
     println!();
 
     let mut ok = true;
@@ -735,7 +743,10 @@ async fn soak(label: &str, storage: Storage, messages: u64, rate: f64) -> bool {
     // The bot logs warnings and errors only; show how many and the last few.
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
-    println!("the bot logged {} lines at warn level or above; the last of them:", lines.len());
+    println!(
+        "the bot logged {} lines at warn level or above; the last of them:",
+        lines.len()
+    );
     for l in &lines[lines.len().saturating_sub(if ok { 5 } else { 20 })..] {
         println!("  {l}");
     }

@@ -112,10 +112,7 @@ pub async fn scratch_postgres(admin: &str, name: &str) -> (sqlx::PgPool, String)
         .execute(&admin_pool)
         .await
         .expect("create the scratch database");
-    let url = format!(
-        "{}/{name}",
-        admin.rsplit_once('/').map_or(admin, |(base, _)| base)
-    );
+    let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin, |(base, _)| base));
     (admin_pool, url)
 }
 
