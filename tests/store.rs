@@ -8,6 +8,8 @@ mod common;
 use std::future::Future;
 use std::time::Duration;
 
+use sqlx::Row;
+
 use backstop::engine::{Context, Step, UserId};
 use backstop::store::writer::{Write, Writer};
 use backstop::store::{
@@ -134,6 +136,51 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The query plan the database would use for `sql` (PostgreSQL told to avoid sequential
+    /// scans, so a tiny table does not hide a missing index), as text.
+    async fn plan(&self, sql: &str) -> String {
+        match &self.pg {
+            Some(pg) => {
+                // One connection, so the setting holds for the EXPLAIN.
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&pg.url)
+                    .await
+                    .expect("PostgreSQL connection");
+                sqlx::raw_sql("SET enable_seqscan = off").execute(&pool).await.unwrap();
+                let rows = sqlx::query(&format!("EXPLAIN {sql}"))
+                    .fetch_all(&pool)
+                    .await
+                    .expect(sql);
+                pool.close().await;
+                rows.iter()
+                    .map(|r| r.get::<String, _>(0))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            None => {
+                let path = self.config.sqlite_path().unwrap();
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await
+                    .expect("raw SQLite connection");
+                let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(&pool)
+                    .await
+                    .expect(sql);
+                pool.close().await;
+                rows.iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+    }
+}
+
 /// Runs a test body on a fresh SQLite folder.
 async fn on_sqlite<F, Fut>(body: F)
 where
@@ -244,6 +291,7 @@ both_backends! {
         checklists_round_trip_by_period_and_guild,
     ],
     db: [
+        recoveries_find_a_conversations_nudges_by_index,
         reopening_keeps_data_and_migrations_are_idempotent,
         a_database_from_a_newer_backstop_is_refused,
     ],
@@ -1137,6 +1185,23 @@ async fn writer_keeps_order_and_coalesces(store: Store) {
     }
     use std::sync::atomic::Ordering;
     assert_eq!(writer.stats.dropped.load(Ordering::Relaxed), 0);
+}
+
+/// Marking nudges recovered happens on every agent apology; a scan of the whole nudge log each
+/// time costs more the longer the bot runs (seen while looking into the soak bench's write queue).
+async fn recoveries_find_a_conversations_nudges_by_index(db: Db) {
+    let store = db.open().await;
+    store.close().await;
+    let plan = db
+        .plan(
+            "UPDATE nudges SET recovered_at = 1 WHERE conversation = 5 AND kind = 'prior_failure' \
+             AND recovered_at IS NULL AND at <= 1",
+        )
+        .await;
+    assert!(
+        plan.contains("nudges_conversation"),
+        "the update scans the nudge log:\n{plan}"
+    );
 }
 
 // ---- PostgreSQL only --------------------------------------------------------------------------
