@@ -30,8 +30,10 @@ pub struct Handler {
     pub channels: DashMap<u64, ChannelInfo>,
     /// Member roles by (guild, user), from GUILD_CREATE and messages.
     pub roles: DashMap<(u64, u64), Vec<u64>>,
-    /// (message, kind) pairs already nudged, so edits never nudge twice.
-    pub nudged: DashSet<(u64, NudgeKind)>,
+    /// (message, kind) pairs nudged, with when (the bot's clock), so an edit does not nudge
+    /// twice. Housekeeping drops pairs older than [`super::NUDGED_KEPT`], so the set does not grow
+    /// with every nudge for as long as the bot runs (the soak bench found it growing).
+    pub nudged: DashMap<(u64, NudgeKind), jiff::Timestamp>,
     /// Signals the first READY to whoever waits for it.
     pub ready: tokio::sync::Notify,
     /// Where rules and prompts came from, for reloads.
@@ -193,7 +195,10 @@ impl Handler {
                     | NudgeKind::DetailsBeforeOwnership
                     | NudgeKind::GenericApology
                     | NudgeKind::ColdTransfer
-            ) && !self.nudged.insert((nudge.source.0, nudge.kind))
+            ) && self
+                .nudged
+                .insert((nudge.source.0, nudge.kind), self.guilds.clock().now())
+                .is_some()
             {
                 continue;
             }

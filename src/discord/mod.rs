@@ -319,7 +319,12 @@ async fn flush_contexts(handler: Arc<Handler>, mut stop: stop::Stop) {
     }
 }
 
-/// Housekeeping: every ten minutes, forgets conversations idle past `forget_idle_after` (their
+/// How long the bot remembers which messages it nudged about: an edit within this time does not
+/// nudge again.
+pub const NUDGED_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// Housekeeping: every ten minutes, drops nudged-message marks older than [`NUDGED_KEPT`] and
+/// forgets conversations idle past `forget_idle_after` (their
 /// context is in the store and comes back with their next message), so memory stays bounded; at
 /// start and every six hours, purges nudge logs and closed promises past `retention_days`.
 /// It runs on the bot's clock, so tests and the demo move it by hand.
@@ -333,6 +338,9 @@ async fn housekeeping(handler: Arc<Handler>, mut stop: stop::Stop) {
         // Only what the store holds may be forgotten: write pending contexts first, and while
         // the database is away keep everything in memory.
         handler.flush_contexts();
+        if let Ok(kept_from) = now.checked_sub(NUDGED_KEPT) {
+            handler.nudged.retain(|_, at| *at >= kept_from);
+        }
         if handler.writer.flush(Duration::from_secs(10)).await {
             let forgotten: usize = handler.guilds.all().map(|(_, e)| e.forget_idle(now)).sum();
             if forgotten > 0 {
