@@ -496,7 +496,7 @@ async fn soak(label: &str, storage: Storage, messages: u64, rate: f64) -> bool {
     let mut promises_made: HashSet<u64> = HashSet::new();
 
     let mut conversations = Conversations {
-        rng: Rng(0x5eed_0f_50a4),
+        rng: Rng(0x005e_ed0f_50a4),
         started: 0,
         next_thread: 0,
         busy: HashSet::new(),
