@@ -32,17 +32,6 @@ fn tempfile_dir() -> std::path::PathBuf {
     dir
 }
 
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 fn main() {
     let (mut records, source) = common::stream();
     records.truncate(N);
@@ -245,7 +234,7 @@ fn main() {
         );
         println!(
             "| resident memory after the run (bot + stand-in + driver) | {:.0} MiB |",
-            rss_mib()
+            common::proc_mib("self", "VmRSS:")
         );
         bot.shutdown().await.expect("shutdown");
 
@@ -303,14 +292,7 @@ fn main() {
             }
             seen = now;
         }
-        let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            })
-            .map_or(f64::NAN, |kb| kb / 1024.0);
+        let rss = common::proc_mib(&child.id().to_string(), "VmRSS:");
         println!("| resident memory of `backstop run` alone after the same 10,000 messages | {rss:.0} MiB |");
         // SIGTERM: the bot stops taking events, finishes in-flight sends and exits 0.
         let _ = std::process::Command::new("kill")

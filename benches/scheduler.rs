@@ -5,6 +5,9 @@
 //! PostgreSQL too (a scratch database, dropped afterwards). Memory is the process's peak resident
 //! set while loading (VmHWM, reset just before), minus what it held before.
 
+#[allow(dead_code)] // the stream and engine helpers are for the other benches
+mod common;
+
 use std::time::Instant;
 
 use backstop::discord::reminders::Reminders;
@@ -86,15 +89,7 @@ fn main() {
 
         if let Ok(admin) = std::env::var("BACKSTOP_TEST_POSTGRES") {
             let name = format!("backstop_bench_{}", std::process::id());
-            let admin_pool = sqlx::PgPool::connect(&admin).await.expect("PostgreSQL reachable");
-            sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
-                .execute(&admin_pool)
-                .await
-                .expect("create");
-            let url = format!(
-                "{}/{name}",
-                admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base)
-            );
+            let (admin_pool, url) = common::scratch_postgres(&admin, &name).await;
             let config = StorageConfig {
                 url: Some(url),
                 ..StorageConfig::default()
@@ -105,9 +100,7 @@ fn main() {
             reset_peak();
             measure("PostgreSQL", &store).await;
             store.close().await;
-            let _ = sqlx::raw_sql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-                .execute(&admin_pool)
-                .await;
+            common::drop_postgres(&admin_pool, &name).await;
         } else {
             println!("PostgreSQL: skipped (set BACKSTOP_TEST_POSTGRES to measure it)");
         }

@@ -1435,6 +1435,34 @@ async fn housekeeping_runs_on_the_bots_clock_and_forgets_idle_conversations() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_drops_nudged_message_marks_after_a_day() {
+    let s = setup().await;
+    s.say(TICKET, ANA, "Hi, thanks for reaching out. How can I help?", "09:00");
+    s.say(
+        TICKET,
+        CUST,
+        "I haven't received my refund and it's been 3 weeks",
+        "09:01",
+    );
+    s.wait_dms(ANA, 1).await;
+    let coach = s.bot.as_ref().unwrap().coach.clone();
+    assert_eq!(
+        coach.nudged_marks(),
+        1,
+        "the nudged message is marked, so an edit does not nudge again"
+    );
+    // A day and more later, housekeeping lets the mark go: the set does not grow for as long as
+    // the bot runs.
+    s.clock.advance_to("2026-11-24T09:30:00Z".parse().unwrap());
+    let deadline = std::time::Instant::now() + WAIT;
+    while coach.nudged_marks() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(coach.nudged_marks(), 0, "marks older than a day are dropped");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_outage_past_the_due_time_the_agent_hears_first_and_once() {
     let s = setup().await;
     s.say(TICKET, CUST, "hi, quick question about my order", "14:00");

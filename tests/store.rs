@@ -8,6 +8,8 @@ mod common;
 use std::future::Future;
 use std::time::Duration;
 
+use sqlx::Row;
+
 use backstop::engine::{Context, Step, UserId};
 use backstop::store::writer::{Write, Writer};
 use backstop::store::{
@@ -134,6 +136,63 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The query plan the database would use for `sql` (PostgreSQL told to avoid sequential
+    /// scans, so a tiny table does not hide a missing index), as text.
+    async fn plan(&self, sql: &str) -> String {
+        match &self.pg {
+            Some(pg) => {
+                // One connection, so the setting holds for the EXPLAIN.
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&pg.url)
+                    .await
+                    .expect("PostgreSQL connection");
+                sqlx::raw_sql("SET enable_seqscan = off").execute(&pool).await.unwrap();
+                let rows = sqlx::query(&format!("EXPLAIN {sql}"))
+                    .fetch_all(&pool)
+                    .await
+                    .expect(sql);
+                pool.close().await;
+                rows.iter()
+                    .map(|r| r.get::<String, _>(0))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+            None => {
+                let path = self.config.sqlite_path().unwrap();
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+                let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await
+                    .expect("raw SQLite connection");
+                let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(&pool)
+                    .await
+                    .expect(sql);
+                pool.close().await;
+                rows.iter()
+                    .map(|r| r.get::<String, _>("detail"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
+    }
+
+    /// PostgreSQL's next transaction id (each writing transaction takes one).
+    async fn next_xid(&self) -> i64 {
+        let pg = self.pg.as_ref().expect("PostgreSQL only");
+        let pool = common::pg::admin(&pg.url).await;
+        let xid: i64 = sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        xid
+    }
+}
+
 /// Runs a test body on a fresh SQLite folder.
 async fn on_sqlite<F, Fut>(body: F)
 where
@@ -244,6 +303,7 @@ both_backends! {
         checklists_round_trip_by_period_and_guild,
     ],
     db: [
+        recoveries_find_a_conversations_nudges_by_index,
         reopening_keeps_data_and_migrations_are_idempotent,
         a_database_from_a_newer_backstop_is_refused,
     ],
@@ -269,6 +329,12 @@ both_backends! {
         }
     },
     postgres_only: {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn the_writer_commits_routine_rows_in_batches() {
+            super::on_postgres("postgres::the_writer_commits_routine_rows_in_batches", super::writer_commits_in_batches)
+                .await;
+        }
+
         /// Needs no server: runs whether or not `BACKSTOP_TEST_POSTGRES` is set.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn an_unreachable_server_is_reported() {
@@ -1139,7 +1205,60 @@ async fn writer_keeps_order_and_coalesces(store: Store) {
     assert_eq!(writer.stats.dropped.load(Ordering::Relaxed), 0);
 }
 
+/// Marking nudges recovered happens on every agent apology; a scan of the whole nudge log each
+/// time costs more the longer the bot runs (seen while looking into the soak bench's write queue).
+async fn recoveries_find_a_conversations_nudges_by_index(db: Db) {
+    let store = db.open().await;
+    store.close().await;
+    let plan = db
+        .plan(
+            "UPDATE nudges SET recovered_at = 1 WHERE conversation = 5 AND kind = 'prior_failure' \
+             AND recovered_at IS NULL AND at <= 1",
+        )
+        .await;
+    assert!(
+        plan.contains("nudges_conversation"),
+        "the update scans the nudge log:\n{plan}"
+    );
+}
+
 // ---- PostgreSQL only --------------------------------------------------------------------------
+
+/// Each PostgreSQL commit waits for the disk; one a row could not keep up with a busy server
+/// (the soak bench's write queue grew by about a write a message at 2,000 messages a second).
+async fn writer_commits_in_batches(db: Db) {
+    const ROWS: i64 = 2_000;
+    let store = db.open().await;
+    let writer = Writer::spawn(store.clone());
+    let before = db.next_xid().await;
+    for i in 0..ROWS {
+        let key = format!("batch-{i}");
+        writer.send(Write::Nudge(nudge(
+            &key,
+            g(),
+            Some(10),
+            Some(20),
+            "prior_failure",
+            "r",
+            T0 + i,
+        )));
+        if i % 3 == 0 {
+            writer.send(Write::Recovered {
+                conversation: 100,
+                at: T0 + i,
+            });
+        }
+    }
+    assert!(writer.flush(Duration::from_secs(60)).await, "the queue drains");
+    let used = db.next_xid().await - before;
+    // Other tests share the server and take ids too; a commit a row would take over 2,600.
+    assert!(
+        used < ROWS / 2,
+        "{used} transactions for {ROWS} nudge rows and their recoveries"
+    );
+    assert_eq!(store.export_nudges(0).await.unwrap().len() as i64, ROWS);
+    store.close().await;
+}
 
 async fn unreachable_server_is_reported() {
     let config = StorageConfig {

@@ -83,3 +83,43 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A field of `/proc/<pid>/status` in MiB (`pid` "self" for this process), e.g. `VmRSS:` for the
+/// resident set or `VmHWM:` for its peak; NaN where there is no /proc.
+#[allow(dead_code)]
+pub fn proc_mib(pid: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A scratch database on the PostgreSQL server `admin` (a postgres:// URL, as in
+/// `BACKSTOP_TEST_POSTGRES`): created empty as `name`; returns the admin pool (to drop it with
+/// [`drop_postgres`]) and the new database's URL.
+#[allow(dead_code)]
+pub async fn scratch_postgres(admin: &str, name: &str) -> (sqlx::PgPool, String) {
+    let admin_pool = sqlx::PgPool::connect(admin).await.expect("PostgreSQL reachable");
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(&admin_pool)
+        .await
+        .expect("drop a leftover scratch database");
+    sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&admin_pool)
+        .await
+        .expect("create the scratch database");
+    let url = format!("{}/{name}", admin.rsplit_once('/').map_or(admin, |(base, _)| base));
+    (admin_pool, url)
+}
+
+/// Drops a database made by [`scratch_postgres`].
+#[allow(dead_code)]
+pub async fn drop_postgres(admin_pool: &sqlx::PgPool, name: &str) {
+    let _ = sqlx::raw_sql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(admin_pool)
+        .await;
+}

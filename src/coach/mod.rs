@@ -172,8 +172,11 @@ pub struct Coach {
     channels: DashMap<u64, Option<u64>>,
     /// Member roles by (guild, user), from GUILD_CREATE and messages.
     roles: DashMap<(u64, u64), Vec<u64>>,
-    /// (message, kind) pairs already nudged, so edits never nudge twice.
-    nudged: DashSet<(u64, NudgeKind)>,
+    /// (message, kind) pairs nudged, with when (the bot's clock), so an edit does not nudge
+    /// twice. Housekeeping drops pairs older than [`NUDGED_KEPT`] ([`Coach::forget_nudged`]), so
+    /// the map does not grow with every nudge for as long as the bot runs (the soak bench found
+    /// it growing).
+    nudged: DashMap<(u64, NudgeKind), Timestamp>,
     /// Conversations with state in the store: only these are looked up when the engine does not
     /// hold them, so a brand-new conversation costs no database round trip.
     stored: DashSet<u64>,
@@ -185,6 +188,10 @@ pub struct Coach {
     /// Agents' own delivery choice over the guild's: (guild, user).
     delivery: DashMap<(u64, u64), Delivery>,
 }
+
+/// How long the coach remembers which messages it nudged about: an edit within this time does
+/// not nudge again.
+pub const NUDGED_KEPT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 
 /// Nudge kinds an agent's mute silences; follow-up reminders are promises and still come.
 fn silenced_by_mute(kind: NudgeKind) -> bool {
@@ -240,7 +247,7 @@ impl Coach {
             connected: AtomicBool::new(false),
             channels: DashMap::new(),
             roles: DashMap::new(),
-            nudged: DashSet::new(),
+            nudged: DashMap::new(),
             stored: stored.into_iter().collect(),
             dirty: DashMap::new(),
             mutes: mutes
@@ -379,7 +386,7 @@ impl Coach {
             if nudge.agent.is_none() || self.muted(guild.id, &nudge) {
                 continue;
             }
-            if once_per_message(nudge.kind) && !self.nudged.insert((nudge.source.0, nudge.kind)) {
+            if once_per_message(nudge.kind) && self.nudged.insert((nudge.source.0, nudge.kind), self.now()).is_some() {
                 continue;
             }
             let jump = jump_link(guild.id, channel, nudge.source.0.max(1));
@@ -404,6 +411,19 @@ impl Coach {
             log.push(log_entry(guild.id, channel, &nudge, delivered));
         }
         log
+    }
+
+    /// Drops the marks of messages nudged more than [`NUDGED_KEPT`] before `now`; an edit after
+    /// that may nudge again.
+    pub fn forget_nudged(&self, now: Timestamp) {
+        if let Ok(kept_from) = now.checked_sub(NUDGED_KEPT) {
+            self.nudged.retain(|_, at| *at >= kept_from);
+        }
+    }
+
+    /// Messages marked as nudged (for tests and the soak bench).
+    pub fn nudged_marks(&self) -> usize {
+        self.nudged.len()
     }
 
     /// Queues the context of every conversation changed since the last call.

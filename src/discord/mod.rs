@@ -254,7 +254,8 @@ async fn flush_contexts(coach: Arc<Coach>, mut stop: stop::Stop) {
     }
 }
 
-/// Housekeeping: every ten minutes, forgets conversations idle past `forget_idle_after` (their
+/// Housekeeping: every ten minutes, drops nudged-message marks older than a day
+/// ([`Coach::forget_nudged`]) and forgets conversations idle past `forget_idle_after` (their
 /// context is in the store and comes back with their next message), so memory stays bounded; at
 /// start and every six hours, purges nudge logs and closed promises past `retention_days`.
 /// It runs on the bot's clock, so tests and the demo move it by hand.
@@ -268,6 +269,7 @@ async fn housekeeping(coach: Arc<Coach>, mut stop: stop::Stop) {
         // Only what the store holds may be forgotten: write pending contexts first, and while
         // the database is away keep everything in memory.
         coach.flush_contexts();
+        coach.forget_nudged(now);
         if coach.writer.flush(Duration::from_secs(10)).await {
             let forgotten: usize = coach.guilds.all().map(|(_, e)| e.forget_idle(now)).sum();
             coach.order.prune(Duration::from_secs(600));

@@ -17,16 +17,26 @@ use super::{Pool, Store, StoreError};
 const SQLITE: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/sqlite/0001_initial.sql")),
     (2, "checklists", include_str!("migrations/sqlite/0002_checklists.sql")),
+    (
+        3,
+        "nudges by conversation",
+        include_str!("migrations/sqlite/0003_nudges_by_conversation.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL, oldest first.
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("migrations/postgres/0001_initial.sql")),
     (2, "checklists", include_str!("migrations/postgres/0002_checklists.sql")),
+    (
+        3,
+        "nudges by conversation",
+        include_str!("migrations/postgres/0003_nudges_by_conversation.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// The migrations of one backend, as sqlx's migrator reads them.
 #[derive(Debug)]

@@ -154,6 +154,76 @@ macro_rules! bind_nudge {
     };
 }
 
+/// The agent apologized: marks the conversation's unanswered prior-failure nudges recovered.
+const RECOVERED: &str = "UPDATE nudges SET recovered_at = $2 WHERE conversation = $1 AND kind = 'prior_failure' \
+     AND recovered_at IS NULL AND at <= $2";
+
+/// A conversation's context, replacing the previous one.
+const SAVE_CONTEXT: &str =
+    "INSERT INTO conversations (conversation, guild_id, last_agent, last_customer, context, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation) DO UPDATE SET last_agent = $3, \
+     last_customer = $4, context = $5, updated_at = $6";
+
+/// Binds (guild, conversation, context, its JSON, now) to [`SAVE_CONTEXT`].
+macro_rules! bind_context {
+    ($query:expr, $guild:expr, $conversation:expr, $context:expr, $json:expr, $now:expr) => {{
+        let id = |u: &Option<crate::engine::UserId>| u.as_ref().and_then(|u| u.as_str().parse::<i64>().ok());
+        $query
+            .bind($conversation as i64)
+            .bind($guild as i64)
+            .bind(id(&$context.last_agent))
+            .bind(id(&$context.last_customer))
+            .bind($json)
+            .bind($now)
+    }};
+}
+
+/// A conversation's checklist, replacing the previous one.
+const SAVE_CHECKLIST: &str =
+    "INSERT INTO checklists (conversation, guild_id, agent_id, opened_at, updated_at, replies, \
+     step_apologized, step_specific, step_before_explaining, step_owned_first, step_next_step, step_thanked) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (conversation) DO UPDATE SET \
+     guild_id = $2, agent_id = $3, opened_at = $4, updated_at = $5, replies = $6, step_apologized = $7, \
+     step_specific = $8, step_before_explaining = $9, step_owned_first = $10, step_next_step = $11, \
+     step_thanked = $12";
+
+/// Binds a [`StoredChecklist`] to [`SAVE_CHECKLIST`].
+macro_rules! bind_checklist {
+    ($query:expr, $c:expr) => {{
+        let step = |i: usize| i64::from($c.done[i]);
+        $query
+            .bind($c.conversation as i64)
+            .bind($c.guild as i64)
+            .bind($c.agent.map(|a| a as i64))
+            .bind($c.opened_at)
+            .bind($c.updated_at)
+            .bind($c.replies)
+            .bind(step(0))
+            .bind(step(1))
+            .bind(step(2))
+            .bind(step(3))
+            .bind(step(4))
+            .bind(step(5))
+    }};
+}
+
+/// One routine row for [`Store::write_rows`].
+#[derive(Debug, Clone, Copy)]
+pub enum RoutineRow<'a> {
+    Nudge(&'a NewNudge),
+    Recovered {
+        conversation: u64,
+        at: i64,
+    },
+    Context {
+        guild: u64,
+        conversation: u64,
+        context: &'a Context,
+        now: i64,
+    },
+    Checklist(&'a StoredChecklist),
+}
+
 /// The database, shared by every task of the bot. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -563,11 +633,12 @@ impl Store {
 
     /// Records that the agent apologized after the conversation's unanswered prior-failure cues.
     pub async fn recovered(&self, conversation: u64, at: i64) -> Result<u64, StoreError> {
-        const SQL: &str = "UPDATE nudges SET recovered_at = $2 WHERE conversation = $1 AND kind = 'prior_failure' \
-             AND recovered_at IS NULL AND at <= $2";
-        Ok(
-            on_pool!(self, pool => sqlx::query(SQL).bind(conversation as i64).bind(at).execute(pool).await?.rows_affected()),
-        )
+        Ok(on_pool!(self, pool => sqlx::query(RECOVERED)
+            .bind(conversation as i64)
+            .bind(at)
+            .execute(pool)
+            .await?
+            .rows_affected()))
     }
 
     /// A guild's nudge log between `from` and `to` (Unix ms), for digests.
@@ -743,19 +814,8 @@ impl Store {
         context: &Context,
         now: i64,
     ) -> Result<(), StoreError> {
-        const SQL: &str =
-            "INSERT INTO conversations (conversation, guild_id, last_agent, last_customer, context, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation) DO UPDATE SET last_agent = $3, \
-             last_customer = $4, context = $5, updated_at = $6";
         let json = serde_json::to_string(context).unwrap_or_default();
-        let id = |u: &Option<crate::engine::UserId>| u.as_ref().and_then(|u| u.as_str().parse::<i64>().ok());
-        on_pool!(self, pool => sqlx::query(SQL)
-            .bind(conversation as i64)
-            .bind(guild as i64)
-            .bind(id(&context.last_agent))
-            .bind(id(&context.last_customer))
-            .bind(&json)
-            .bind(now)
+        on_pool!(self, pool => bind_context!(sqlx::query(SAVE_CONTEXT), guild, conversation, context, &json, now)
             .execute(pool)
             .await?
             .rows_affected());
@@ -778,29 +838,53 @@ impl Store {
 
     /// Stores a conversation's checklist, replacing the previous one.
     pub async fn save_checklist(&self, c: &StoredChecklist) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO checklists (conversation, guild_id, agent_id, opened_at, updated_at, replies, \
-             step_apologized, step_specific, step_before_explaining, step_owned_first, step_next_step, step_thanked) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (conversation) DO UPDATE SET \
-             guild_id = $2, agent_id = $3, opened_at = $4, updated_at = $5, replies = $6, step_apologized = $7, \
-             step_specific = $8, step_before_explaining = $9, step_owned_first = $10, step_next_step = $11, \
-             step_thanked = $12";
-        let step = |i: usize| i64::from(c.done[i]);
-        on_pool!(self, pool => sqlx::query(SQL)
-            .bind(c.conversation as i64)
-            .bind(c.guild as i64)
-            .bind(c.agent.map(|a| a as i64))
-            .bind(c.opened_at)
-            .bind(c.updated_at)
-            .bind(c.replies)
-            .bind(step(0))
-            .bind(step(1))
-            .bind(step(2))
-            .bind(step(3))
-            .bind(step(4))
-            .bind(step(5))
+        on_pool!(self, pool => bind_checklist!(sqlx::query(SAVE_CHECKLIST), c)
             .execute(pool)
             .await?
             .rows_affected());
+        Ok(())
+    }
+
+    /// Writes a batch of the bot's routine rows (nudge log, recoveries, contexts, checklists) in
+    /// one transaction: one commit for the batch instead of one a row. On PostgreSQL each commit
+    /// waits for the WAL to reach disk, and one commit a row could not keep up with a busy server
+    /// (found by the soak bench). All or nothing: a failed batch leaves no row behind.
+    pub async fn write_rows(&self, rows: &[RoutineRow<'_>]) -> Result<(), StoreError> {
+        let redacted: Vec<Option<(String, String)>> = rows
+            .iter()
+            .map(|r| match r {
+                RoutineRow::Nudge(n) => Some((self.redactor.redact(&n.evidence), self.redactor.redact(&n.excerpt))),
+                _ => None,
+            })
+            .collect();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (row, masked) in rows.iter().zip(&redacted) {
+                match (row, masked) {
+                    (RoutineRow::Nudge(n), Some((evidence, excerpt))) => {
+                        bind_nudge!(sqlx::query(INSERT_NUDGE), n, evidence, excerpt).execute(&mut *tx).await?;
+                    }
+                    (RoutineRow::Nudge(_), None) => {}
+                    (RoutineRow::Recovered { conversation, at }, _) => {
+                        sqlx::query(RECOVERED)
+                            .bind(*conversation as i64)
+                            .bind(*at)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    (RoutineRow::Context { guild, conversation, context, now }, _) => {
+                        let json = serde_json::to_string(context).unwrap_or_default();
+                        bind_context!(sqlx::query(SAVE_CONTEXT), *guild, *conversation, context, &json, *now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    (RoutineRow::Checklist(c), _) => {
+                        bind_checklist!(sqlx::query(SAVE_CHECKLIST), c).execute(&mut *tx).await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 

@@ -8,6 +8,9 @@
 //! with backoff, forever, in order. A write the database rejects for good (a constraint it can
 //! never meet) is logged and skipped so it cannot wedge the queue.
 //!
+//! Routine rows (the nudge log, contexts, checklists) are committed a batch at a time, in one
+//! transaction, so the queue keeps up with a busy server even where each commit waits for disk.
+//!
 //! Writes that someone waits for (a promise must be stored before the agent is told it was
 //! noted) carry a reply channel that answers once the row is committed.
 
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{NewNudge, NewPromise, PromiseState, Reschedule, Store, StoreError, StoredChecklist};
+use super::{NewNudge, NewPromise, PromiseState, Reschedule, RoutineRow, Store, StoreError, StoredChecklist};
 use crate::engine::Context;
 
 /// One write.
@@ -141,15 +144,77 @@ impl Writer {
     }
 }
 
-/// One lane's writer: takes what is queued, in order, in batches.
+/// One lane's writer: takes what is queued, in order, in batches. Runs of routine rows (nudge
+/// log, recoveries, contexts, checklists) are committed together in one transaction; the rest
+/// one by one, in their place.
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Write>, stats: Arc<WriterStats>) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 64).await > 0 {
         let taken = batch.len();
+        let mut routine = Vec::new();
         for write in coalesce(std::mem::take(&mut batch)) {
+            if row(&write).is_some() {
+                routine.push(write);
+                continue;
+            }
+            write_together(&store, std::mem::take(&mut routine), &stats).await;
             apply_until_done(&store, write, &stats).await;
         }
+        write_together(&store, routine, &stats).await;
         stats.queued.fetch_sub(taken, Ordering::Relaxed);
+    }
+}
+
+/// The routine row a write is, if it is one.
+fn row(write: &Write) -> Option<RoutineRow<'_>> {
+    Some(match write {
+        Write::Nudge(n) => RoutineRow::Nudge(n),
+        Write::Recovered { conversation, at } => RoutineRow::Recovered {
+            conversation: *conversation,
+            at: *at,
+        },
+        Write::Context {
+            guild,
+            conversation,
+            context,
+            now,
+        } => RoutineRow::Context {
+            guild: *guild,
+            conversation: *conversation,
+            context,
+            now: *now,
+        },
+        Write::Checklist(c) => RoutineRow::Checklist(c),
+        _ => return None,
+    })
+}
+
+/// Commits routine writes in one transaction, retried like any write. If the database refuses
+/// the batch for good, each write goes alone, so only the one it refuses is skipped.
+async fn write_together(store: &Store, writes: Vec<Write>, stats: &WriterStats) {
+    if writes.is_empty() {
+        return;
+    }
+    let rows: Vec<RoutineRow<'_>> = writes.iter().filter_map(row).collect();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match store.write_rows(&rows).await {
+            Ok(()) => {
+                stats.written.fetch_add(writes.len() as u64, Ordering::Relaxed);
+                return;
+            }
+            Err(e) if passing(&e) => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "a database write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(_) => break,
+        }
+    }
+    drop(rows);
+    for write in writes {
+        apply_until_done(store, write, stats).await;
     }
 }
 

@@ -40,18 +40,24 @@ async fn session(mut socket: WebSocket, shared: Arc<Shared>) {
         let changed = shared.changed.notified();
         // Deliver whatever is new.
         if let Some(mut last) = delivered {
-            let pending: Vec<(u64, Value)> = shared
-                .lock()
-                .log
-                .iter()
-                .filter(|(s, route, _)| *s > last && route.reaches(shard.0, shard.1))
-                .map(|(s, _, frame)| (*s, frame.clone()))
-                .collect();
+            let pending: Vec<(u64, Value)> = {
+                let inner = shared.lock();
+                // The log is in sequence order: start at the first entry this connection lacks.
+                let from = inner.log.partition_point(|(s, _, _)| *s <= last);
+                inner.log[from..]
+                    .iter()
+                    .filter(|(_, route, _)| route.reaches(shard.0, shard.1))
+                    .map(|(s, _, frame)| (*s, frame.clone()))
+                    .collect()
+            };
             for (seq, frame) in pending {
                 if !send(&mut socket, &frame).await {
                     return;
                 }
                 last = seq;
+            }
+            if delivered != Some(last) {
+                shared.lock().delivered.insert(shard.0, last);
             }
             delivered = Some(last);
         }

@@ -111,9 +111,38 @@ pub(crate) struct Inner {
     pub threads: HashMap<u64, Value>,
     pub next_id: u64,
     pub connections: u64,
+    /// How much history to keep (see [`StandIn::limit_history`]); `None` keeps everything.
+    pub history_limit: Option<usize>,
+    /// The last sequence each shard's live connection has sent, so history is only trimmed
+    /// behind what was delivered.
+    pub delivered: HashMap<u32, u64>,
 }
 
 impl Inner {
+    fn new(guilds: Vec<GuildSpec>) -> Inner {
+        Inner {
+            bot_id: FIRST_ID + 1,
+            bot_name: "Backstop".into(),
+            application_id: FIRST_ID + 1,
+            guilds,
+            log: Vec::new(),
+            seq: 0,
+            sessions: HashMap::new(),
+            total_shards: 1,
+            identified: false,
+            requests: Vec::new(),
+            refuse_dms: HashSet::new(),
+            failures: VecDeque::new(),
+            dm_channels: HashMap::new(),
+            dm_recipient: HashMap::new(),
+            threads: HashMap::new(),
+            next_id: FIRST_ID + 1000,
+            connections: 0,
+            history_limit: None,
+            delivered: HashMap::new(),
+        }
+    }
+
     pub fn snowflake(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -132,6 +161,36 @@ impl Inner {
         self.seq += 1;
         let frame = json!({"op": 0, "t": kind, "s": self.seq, "d": data});
         self.log.push((self.seq, route, frame));
+        self.trim();
+    }
+
+    /// Records a REST request, keeping at most the history limit (the newest).
+    pub fn record(&mut self, request: Recorded) {
+        self.requests.push(request);
+        self.trim();
+    }
+
+    /// Under a history limit, drops the oldest dispatches every live session has been sent and
+    /// the oldest recorded requests, keeping at least `limit` of each. Trims in batches (when
+    /// twice the limit is reached) so the cost per event stays constant.
+    fn trim(&mut self) {
+        let Some(limit) = self.history_limit else { return };
+        if self.log.len() > limit.saturating_mul(2) {
+            // A shard that identified but has sent nothing yet holds everything back.
+            let floor = self
+                .sessions
+                .keys()
+                .map(|shard| self.delivered.get(shard).copied().unwrap_or(0))
+                .min()
+                .unwrap_or(self.seq);
+            let sent = self.log.partition_point(|(s, _, _)| *s <= floor);
+            let drop = sent.min(self.log.len() - limit);
+            self.log.drain(..drop);
+        }
+        if self.requests.len() > limit.saturating_mul(2) {
+            let drop = self.requests.len() - limit;
+            self.requests.drain(..drop);
+        }
     }
 }
 
@@ -194,25 +253,7 @@ impl StandIn {
         let addr = listener.local_addr()?;
         let (drop_tx, _) = watch::channel(0);
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                bot_id: FIRST_ID + 1,
-                bot_name: "Backstop".into(),
-                application_id: FIRST_ID + 1,
-                guilds,
-                log: Vec::new(),
-                seq: 0,
-                sessions: HashMap::new(),
-                total_shards: 1,
-                identified: false,
-                requests: Vec::new(),
-                refuse_dms: HashSet::new(),
-                failures: VecDeque::new(),
-                dm_channels: HashMap::new(),
-                dm_recipient: HashMap::new(),
-                threads: HashMap::new(),
-                next_id: FIRST_ID + 1000,
-                connections: 0,
-            }),
+            inner: Mutex::new(Inner::new(guilds)),
             changed: Notify::new(),
             drop_connection: drop_tx,
             watcher: Mutex::new(None),
@@ -290,12 +331,20 @@ impl StandIn {
         self.shared.lock().sessions.len()
     }
 
+    /// Keeps at most about `limit` dispatches (for RESUME replay) and `limit` recorded requests,
+    /// dropping the oldest, for long runs (the soak bench sends a million messages). Dispatches
+    /// not yet sent on every live session are never dropped. A resume from further back than the
+    /// kept history misses the dropped events. Without a limit everything is kept.
+    pub fn limit_history(&self, limit: usize) {
+        self.shared.lock().history_limit = Some(limit.max(1));
+    }
+
     /// How many gateway connections were opened so far.
     pub fn connections(&self) -> u64 {
         self.shared.lock().connections
     }
 
-    /// Every REST request so far.
+    /// Every REST request so far (the newest ones under [`StandIn::limit_history`]).
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.lock().requests.clone()
     }
@@ -479,3 +528,69 @@ pub(crate) fn guild_create_json(g: &GuildSpec) -> Value {
 
 /// How long the gateway asks the client to wait between heartbeats.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(n: u64) -> Recorded {
+        Recorded {
+            method: "POST".into(),
+            path: format!("/channels/{n}/messages"),
+            body: Value::Null,
+            status: 200,
+        }
+    }
+
+    #[test]
+    fn without_a_limit_everything_is_kept() {
+        let mut inner = Inner::new(vec![]);
+        for n in 0..500 {
+            inner.push_dispatch("MESSAGE_CREATE", json!({"n": n}));
+            inner.record(request(n));
+        }
+        assert_eq!((inner.log.len(), inner.requests.len()), (500, 500));
+    }
+
+    #[test]
+    fn history_is_trimmed_only_behind_what_every_session_was_sent() {
+        let mut inner = Inner::new(vec![]);
+        inner.history_limit = Some(10);
+        inner.sessions.insert(0, "a".into());
+        inner.sessions.insert(1, "b".into());
+        // Shard 1 has been sent nothing yet: nothing may go.
+        inner.delivered.insert(0, 1_000);
+        for n in 0..100 {
+            inner.push_dispatch("MESSAGE_CREATE", json!({"n": n}));
+        }
+        assert_eq!(inner.log.len(), 100);
+        // Both shards were sent up to 60: what follows stays, however long the log.
+        inner.delivered.insert(1, 60);
+        inner.push_dispatch("MESSAGE_CREATE", json!({"n": 100}));
+        assert_eq!(inner.log.first().map(|e| e.0), Some(61));
+        assert_eq!(inner.log.last().map(|e| e.0), Some(101));
+        // Everything sent: the newest `limit` stay for a resume.
+        inner.delivered.insert(1, 1_000);
+        for n in 0..20 {
+            inner.push_dispatch("MESSAGE_CREATE", json!({"n": n}));
+        }
+        assert!(inner.log.len() >= 10 && inner.log.len() <= 20, "{}", inner.log.len());
+        assert_eq!(inner.log.last().map(|e| e.0), Some(121));
+        let seqs: Vec<u64> = inner.log.iter().map(|e| e.0).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "a contiguous tail: {seqs:?}");
+    }
+
+    #[test]
+    fn recorded_requests_keep_the_newest() {
+        let mut inner = Inner::new(vec![]);
+        inner.history_limit = Some(10);
+        for n in 0..95 {
+            inner.record(request(n));
+        }
+        assert!(inner.requests.len() >= 10 && inner.requests.len() <= 20);
+        assert_eq!(
+            inner.requests.last().map(|r| r.path.as_str()),
+            Some("/channels/94/messages")
+        );
+    }
+}

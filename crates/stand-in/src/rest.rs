@@ -36,7 +36,7 @@ pub(crate) async fn handle(
         body,
         status: status.as_u16(),
     };
-    shared.lock().requests.push(recorded.clone());
+    shared.lock().record(recorded.clone());
     shared.notify_watcher(Seen::Request(recorded));
     shared.changed.notify_waiters();
     match reply {
