@@ -13,7 +13,7 @@
 //! the bot's day on by 1.5 s, so a conversation's messages come about ten minutes apart, the day
 //! turns every ~58,000 messages, conversations go idle and are forgotten, promises come due and
 //! their reminders, overdue notices and escalations fire. 400 conversations are open at a time,
-//! each in a thread not reused for about 17 hours of the bot's time; a third of them carry one
+//! each in a thread not reused for about 18 hours of the bot's time; a third of them carry one
 //! agent promise ("I'll get back to you by 3pm."). Messages are stamped with the bot's clock.
 //!
 //! The driver paces itself at `SOAK_RATE` and holds back when the bot is more than 2,000
@@ -177,8 +177,8 @@ struct Line {
 }
 
 /// The `k`th conversation: a complaint or question, an exchange or three, and in a third of them
-/// one promise, either mid-way (the agent's later message keeps it) or last (it lapses, and is
-/// reminded, overdue and escalated).
+/// one promise, either mid-way (the agent's later message keeps it) or last (reminded, overdue and
+/// escalated, unless an agent message in the thread's next conversation counts as the follow-up).
 fn script(k: u64, rng: &mut Rng) -> Vec<Line> {
     let say = |role, text| Line {
         role,
