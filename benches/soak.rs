@@ -491,7 +491,7 @@ async fn soak(label: &str, storage: Storage, messages: u64, rate: f64) -> bool {
     let rss_start = common::proc_mib(&pid, "VmRSS:");
 
     // The same stream read by an engine here: which messages make a promise.
-    let oracle = common::engine().without_schedule();
+    let oracle = common::engine();
     let mut promise_lines: HashSet<u64> = HashSet::new();
     let mut promises_made: HashSet<u64> = HashSet::new();
 
