@@ -32,26 +32,31 @@ fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, SystemTime> {
 }
 
 /// Watches the rule and prompt folders (polling every two seconds, which needs no platform
-/// support) and reloads when a file changes.
-pub async fn watch(bot: Arc<Bot>, mut stop: super::stop::Stop) {
-    let Some(sources) = bot.coach.sources.clone() else {
-        return;
-    };
-    let (config, prompts) = sources.resolved();
-    let dirs: Vec<PathBuf> = [config, prompts].into_iter().flatten().collect();
-    if dirs.is_empty() {
-        return;
-    }
-    let mut seen = snapshot(&dirs);
-    while stop.wait(tokio::time::sleep(Duration::from_secs(2))).await {
-        let now = snapshot(&dirs);
-        if now == seen {
-            continue;
+/// support) and reloads when a file changes. The first look is taken here, before the task is
+/// spawned, so a change made any time after the bot starts is seen.
+pub fn watch(bot: Arc<Bot>, mut stop: super::stop::Stop) -> impl std::future::Future<Output = ()> {
+    let dirs: Vec<PathBuf> = match &bot.coach.sources {
+        Some(sources) => {
+            let (config, prompts) = sources.resolved();
+            [config, prompts].into_iter().flatten().collect()
         }
-        seen = now;
-        if let Err(why) = bot.coach.reload() {
-            tracing::warn!(%why, "a changed rule file did not pass the check; the previous rules keep running");
-            tell_leads(&bot, &why).await;
+        None => Vec::new(),
+    };
+    let mut seen = snapshot(&dirs);
+    async move {
+        if dirs.is_empty() {
+            return;
+        }
+        while stop.wait(tokio::time::sleep(Duration::from_secs(2))).await {
+            let now = snapshot(&dirs);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            if let Err(why) = bot.coach.reload() {
+                tracing::warn!(%why, "a changed rule file did not pass the check; the previous rules keep running");
+                tell_leads(&bot, &why).await;
+            }
         }
     }
 }
