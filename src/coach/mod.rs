@@ -449,6 +449,13 @@ impl Coach {
         }
     }
 
+    /// Counts a message the bot saw and leaves unread (a bot's, a webhook's, another guild's), so
+    /// `messages_seen` counts every message event, as it always has.
+    pub fn pass_over(&self) {
+        self.messages_seen.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(figures::MESSAGES).increment(1);
+    }
+
     /// Takes a conversation's message in Discord's order (see [`order`]).
     pub async fn message(&self, posted: Posted) {
         let (channel, at, id) = (posted.channel, posted.at.as_millisecond(), posted.id);

@@ -107,14 +107,16 @@ impl EventHandler for Handler {
             || msg.webhook_id.is_some()
             || msg.author.id == ctx.cache.current_user().id
         {
+            self.coach().pass_over();
             return;
         }
         if let Some(d) = self.bot.deliverer() {
             let nick = msg.member.as_ref().and_then(|m| m.nick.as_deref());
             d.remember_name(msg.author.id, nick.unwrap_or(msg.author.display_name()));
         }
-        if let Some(posted) = convert::posted(&msg, None) {
-            self.coach().message(posted).await;
+        match convert::posted(&msg, None) {
+            Some(posted) => self.coach().message(posted).await,
+            None => self.coach().pass_over(),
         }
     }
 
